@@ -1,0 +1,74 @@
+"""The ``defectlab`` command line: the inspection loop from a terminal.
+
+Errors go to stderr with a non-zero exit status: 2 for invalid input, 3 for
+something not found, 4 for a conflict, 5 for data that cannot train, 1 for
+anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from defectlab.errors import ConflictError, DefectlabError, InvalidInputError, NotFoundError, TrainingError
+
+app = typer.Typer(help="Automated visual inspection: import, train, evaluate and predict.", no_args_is_help=True)
+project_app = typer.Typer(help="Create, list and delete projects.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+
+_EXIT_CODES = {InvalidInputError: 2, NotFoundError: 3, ConflictError: 4, TrainingError: 5}
+_state: dict[str, Optional[Path]] = {"workspace": None}
+
+
+@app.callback()
+def _main(
+    workspace: Annotated[Optional[Path], typer.Option(
+        help="Workspace folder (default: DEFECTLAB_HOME, else the user data folder).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step to stderr.")] = False,
+) -> None:
+    _state["workspace"] = workspace
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def open_workspace():
+    from defectlab.workspace import Workspace
+
+    return Workspace.open(_state["workspace"])
+
+
+def echo_json(value: object) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False))
+
+
+def main() -> None:
+    """Run the CLI, turning defectlab errors into a message and an exit status."""
+    from defectlab import commands  # noqa: F401 - registers the commands on ``app``
+
+    try:
+        app(standalone_mode=False)
+    except DefectlabError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(next((code for kind, code in _EXIT_CODES.items() if isinstance(error, kind)), 1))
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exit_request:
+        code = getattr(exit_request, "exit_code", None) or getattr(exit_request, "code", 0) or 0
+        sys.exit(code)
+    except Exception as error:  # noqa: BLE001 - click's usage errors carry their own exit code
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""CLI commands, one module per stage of the inspection loop; importing this package registers them."""
+
+from defectlab.commands import data, modeling  # noqa: F401

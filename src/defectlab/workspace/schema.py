@@ -1,0 +1,160 @@
+"""Database tables of a workspace (SQLAlchemy 2 declarative mapping).
+
+Changing a table here needs a new Alembic revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Annotation",
+    "Base",
+    "DefectClass",
+    "Image",
+    "Job",
+    "Model",
+    "Project",
+    "Snapshot",
+    "TASKS",
+]
+
+TASKS = ("classification", "anomaly", "segmentation", "detection")
+ANNOTATION_KINDS = ("class", "box", "polygon", "mask")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    task: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    classes: Mapped[list[DefectClass]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", order_by="DefectClass.position"
+    )
+    images: Mapped[list[Image]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class DefectClass(Base):
+    """A defect class of a project; ``ok`` is the explicit no-defect class.
+
+    ``external_id`` keeps the source's own key (a COCO category id, a YOLO
+    index) so that an export writes the same mapping back.
+    """
+
+    __tablename__ = "defect_classes"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    project: Mapped[Project] = relationship(back_populates="classes")
+
+
+class Image(Base):
+    """One picture in a project, identified by its relative path.
+
+    Sizes are those of the image as displayed (EXIF orientation applied).
+    """
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("project_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    bit_depth: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str | None] = mapped_column(String(10))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    project: Mapped[Project] = relationship(back_populates="images")
+    annotations: Mapped[list[Annotation]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", order_by="Annotation.id"
+    )
+
+
+class Annotation(Base):
+    """What one labeler says about one image: an image-level class, a box, a polygon or a mask.
+
+    ``geometry`` holds ``[x_min, y_min, x_max, y_max]`` for a box and the flat
+    ``[x1, y1, x2, y2, ...]`` list for a polygon, in displayed pixels; a
+    mask is a PNG blob named by ``mask_sha256``.
+    """
+
+    __tablename__ = "annotations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("defect_classes.id", ondelete="CASCADE"))
+    labeler: Mapped[str] = mapped_column(String(100), default="import")
+    kind: Mapped[str] = mapped_column(String(10))
+    geometry: Mapped[list[Any] | None] = mapped_column(JSON)
+    mask_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    image: Mapped[Image] = relationship(back_populates="annotations")
+    defect_class: Mapped[DefectClass] = relationship()
+
+
+class Snapshot(Base):
+    """A frozen copy of a project's images, labels and splits, stored as a JSON blob."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    image_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Model(Base):
+    """A trained model: its artifact blob, the snapshot it came from and its summary."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    task: Mapped[str] = mapped_column(String(20))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Job(Base):
+    """A long-running piece of work (import, training, evaluation) and how it ended."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10), default="running")
+    message: Mapped[str | None] = mapped_column(String(4000))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

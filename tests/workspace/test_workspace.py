@@ -1,0 +1,80 @@
+"""Workspace: projects, names, migrations and the blob store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
+from defectlab.workspace import Workspace, resolve_root
+from defectlab.workspace.store import BlobStore, sha256_of
+
+
+def test_project_created_with_ok_class(workspace: Workspace) -> None:
+    workspace.create_project("tiles", "classification")
+    with workspace.session() as session:
+        project = workspace.get_project(session, "tiles")
+        assert project.task == "classification"
+        assert [c.name for c in project.classes] == ["ok"]
+
+
+def test_duplicate_project_conflicts(workspace: Workspace) -> None:
+    workspace.create_project("tiles", "anomaly")
+    with pytest.raises(ConflictError, match="already exists"):
+        workspace.create_project("tiles", "classification")
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a/b", " leading"])
+def test_invalid_project_name_rejected(workspace: Workspace, name: str) -> None:
+    with pytest.raises(InvalidInputError, match="project name"):
+        workspace.create_project(name, "classification")
+
+
+def test_unknown_task_lists_tasks(workspace: Workspace) -> None:
+    with pytest.raises(InvalidInputError, match="classification, anomaly, segmentation, detection"):
+        workspace.create_project("x", "regression")
+
+
+def test_missing_project_names_known_ones(workspace: Workspace) -> None:
+    workspace.create_project("Prüfung Linie 2", "detection")
+    with workspace.session() as session, pytest.raises(NotFoundError, match="Prüfung Linie 2"):
+        workspace.get_project(session, "nope")
+
+
+def test_reopen_keeps_projects(tmp_path: Path) -> None:
+    first = Workspace.open(tmp_path)
+    first.create_project("a", "segmentation")
+    first.close()
+    second = Workspace.open(tmp_path)
+    assert [p.name for p in second.list_projects()] == ["a"]
+    with second.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_delete_project(workspace: Workspace) -> None:
+    workspace.create_project("a", "classification")
+    workspace.delete_project("a")
+    assert workspace.list_projects() == []
+
+
+def test_root_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DEFECTLAB_HOME", str(tmp_path / "home"))
+    assert resolve_root(None) == tmp_path / "home"
+    assert resolve_root(tmp_path / "given") == tmp_path / "given"
+
+
+def test_blob_store_deduplicates_and_collects(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    first = store.put(b"abc")
+    again = store.put(b"abc")
+    other = store.put(b"xyz")
+    assert first == again == sha256_of(b"abc")
+    assert store.get(first) == b"abc"
+    (store.path_of(first).parent / ".tmp-leftover").write_bytes(b"half")
+    assert store.collect_garbage([first]) == 2
+    assert store.get(first) == b"abc"
+    with pytest.raises(NotFoundError, match=other):
+        store.get(other)
