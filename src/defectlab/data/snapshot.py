@@ -17,7 +17,7 @@ from defectlab.formats.records import OK_CLASS
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, Image, Project, Snapshot
 
-__all__ = ["SnapshotImage", "SnapshotContent", "image_label", "load_snapshot", "take_snapshot"]
+__all__ = ["SnapshotImage", "SnapshotContent", "freeze_image", "image_label", "load_snapshot", "take_snapshot"]
 
 
 @dataclass
@@ -62,7 +62,7 @@ def take_snapshot(workspace: Workspace, session: Session, project: Project) -> S
         select(Image).where(Image.project_id == project.id).order_by(Image.path)
         .options(selectinload(Image.annotations).selectinload(Annotation.defect_class))
     ).all()
-    frozen = [_freeze(image) for image in images]
+    frozen = [freeze_image(image) for image in images]
     classes = [defect_class.name for defect_class in project.classes]
     payload = {"project": project.name, "task": project.task, "classes": classes,
                "images": [asdict(image) for image in frozen]}
@@ -80,7 +80,7 @@ def load_snapshot(workspace: Workspace, snapshot: Snapshot) -> SnapshotContent:
     return SnapshotContent(snapshot.id, payload["project"], payload["task"], payload["classes"], images)
 
 
-def _freeze(image: Image) -> SnapshotImage:
+def freeze_image(image: Image) -> SnapshotImage:
     regions = [
         {"kind": a.kind, "class": a.defect_class.name, "geometry": a.geometry, "mask_sha256": a.mask_sha256}
         for a in image.annotations if a.kind != "class"

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, Image, Model, Project
 
-__all__ = ["summarize_projects"]
+__all__ = ["summarize_models", "summarize_projects"]
 
 
 def summarize_projects(workspace: Workspace) -> list[dict]:
@@ -24,3 +24,16 @@ def summarize_projects(workspace: Workspace) -> list[dict]:
             rows.append({"name": project.name, "task": project.task, "images": images,
                          "labeled": labeled, "models": models})
     return rows
+
+
+def summarize_models(workspace: Workspace, project_name: str) -> list[dict]:
+    """Return one row per model of a project, newest last."""
+    with workspace.session() as session:
+        project = workspace.get_project(session, project_name)
+        models = session.scalars(select(Model).where(Model.project_id == project.id).order_by(Model.id))
+        return [
+            {"id": model.id, "task": model.task, "created_at": model.created_at.isoformat(timespec="seconds"),
+             "snapshot_id": model.snapshot_id, "threshold": model.summary.get("threshold"),
+             "class_names": model.summary.get("class_names"), "evaluations": model.summary.get("evaluations", {})}
+            for model in models
+        ]

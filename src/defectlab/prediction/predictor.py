@@ -1,0 +1,141 @@
+"""Prediction: the same decoding and pre-processing as training, one JSON object per image."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectlab.errors import DefectlabError, InvalidInputError
+from defectlab.formats.records import OK_CLASS
+from defectlab.images import decode_image
+from defectlab.models.artifact import load_artifact
+from defectlab.prediction.engines import build_engine
+
+__all__ = ["ANOMALY_LABEL", "Prediction", "Predictor", "iter_image_files"]
+
+logger = logging.getLogger(__name__)
+
+ANOMALY_LABEL = "anomaly"
+"""Label of an image an anomaly model calls defective; such a model cannot tell defect classes apart."""
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+_BATCH = 8
+
+
+@dataclass
+class Prediction:
+    """What a model says about one image; ``heatmap`` is not part of the JSON."""
+
+    path: str
+    label: str
+    score: float
+    is_defect: bool
+    threshold: float
+    probabilities: dict[str, float] | None = None
+    heatmap: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "path": self.path,
+            "label": self.label,
+            "score": round(float(self.score), 6),
+            "is_defect": bool(self.is_defect),
+            "threshold": float(self.threshold),
+        }
+        if self.probabilities is not None:
+            result["probabilities"] = {name: round(p, 6) for name, p in self.probabilities.items()}
+        return result
+
+
+class Predictor:
+    """Scores images with a trained model exactly as evaluation does.
+
+    An image is defective when its score is above the model's threshold.
+    """
+
+    def __init__(self, artifact: dict[str, Any]) -> None:
+        self.artifact = artifact
+        self.task: str = artifact["task"]
+        self.class_names: list[str] = list(artifact["class_names"])
+        self.threshold = float(artifact["threshold"])
+        self._engine = build_engine(artifact)
+        logger.info("loaded %s model (threshold %.4f, classes %s)", self.task, self.threshold, self.class_names)
+
+    @classmethod
+    def load(cls, path: Path) -> Predictor:
+        return cls(load_artifact(path))
+
+    def predict(self, images: Sequence[np.ndarray], *, paths: Sequence[str] | None = None,
+                heatmaps: bool = False) -> list[Prediction]:
+        """Predict decoded pixels, ``(H, W)`` or ``(H, W, 3)`` as ``decode_image`` returns them."""
+        if paths is not None and len(paths) != len(images):
+            raise InvalidInputError(f"got {len(images)} images but {len(paths)} paths; give one path per image")
+        names = list(paths) if paths is not None else [f"<image {i}>" for i in range(len(images))]
+        results = []
+        for start in range(0, len(images), _BATCH):
+            batch = images[start:start + _BATCH]
+            output = self._engine.score(batch, heatmaps=heatmaps)
+            for offset in range(len(batch)):
+                results.append(self._assemble(names[start + offset], output, offset))
+        return results
+
+    def predict_files(self, paths: Sequence[Path], *, heatmaps: bool = False) -> Iterator[Prediction | DefectlabError]:
+        """Yield a prediction per image file, or the error that kept a file from being read."""
+        pending: list[tuple[str, np.ndarray]] = []
+        for path in iter_image_files(paths):
+            try:
+                pending.append((str(path), decode_image(path.read_bytes(), source=str(path)).pixels))
+            except DefectlabError as error:
+                yield error
+                continue
+            except OSError as error:
+                yield InvalidInputError(f"{path}: the file could not be read ({error})")
+                continue
+            if len(pending) == _BATCH:
+                yield from self._predict_pending(pending, heatmaps)
+                pending = []
+        yield from self._predict_pending(pending, heatmaps)
+
+    def _predict_pending(self, pending: list[tuple[str, np.ndarray]], heatmaps: bool) -> list[Prediction]:
+        if not pending:
+            return []
+        return self.predict([pixels for _, pixels in pending], paths=[name for name, _ in pending], heatmaps=heatmaps)
+
+    def _assemble(self, path: str, output, offset: int) -> Prediction:
+        score = float(output.scores[offset])
+        is_defect = score > self.threshold
+        probabilities = None
+        if output.probabilities is not None:
+            row = output.probabilities[offset]
+            probabilities = {name: float(p) for name, p in zip(self.class_names, row)}
+        label = self._label(is_defect, probabilities)
+        heatmap = output.heatmaps[offset] if output.heatmaps is not None else None
+        return Prediction(path, label, score, is_defect, self.threshold, probabilities, heatmap)
+
+    def _label(self, is_defect: bool, probabilities: dict[str, float] | None) -> str:
+        if not is_defect:
+            return OK_CLASS
+        if probabilities is None:
+            return ANOMALY_LABEL
+        defect_classes = {name: p for name, p in probabilities.items() if name != OK_CLASS}
+        return max(defect_classes, key=defect_classes.get) if defect_classes else ANOMALY_LABEL
+
+
+def iter_image_files(paths: Sequence[Path]) -> Iterator[Path]:
+    """Yield the given files and the image files under the given folders, in sorted order.
+
+    Raises:
+        InvalidInputError: A path does not exist.
+    """
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            yield path
+        else:
+            raise InvalidInputError(f"{path} does not exist; give image files or folders of images")

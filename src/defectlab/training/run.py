@@ -1,0 +1,207 @@
+"""Train a model from a project: snapshot, splits, auto-tuned settings, fit, store.
+
+The workspace changes only at the end, in one transaction that assigns the
+splits chosen here, writes the snapshot and registers the model. A run that
+fails or is killed before that leaves the project as it was; its blobs are
+unreferenced and cost only disk space.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from defectlab.data.pixels import StoredPixels
+from defectlab.data.snapshot import SnapshotImage, freeze_image, take_snapshot
+from defectlab.errors import TrainingError
+from defectlab.formats.records import OK_CLASS
+from defectlab.models.artifact import dump_artifact, new_artifact
+from defectlab.training.autotune import ImageStats, TrainingPlan, plan_training
+from defectlab.training.splits import assign_splits
+from defectlab.workspace import Workspace
+from defectlab.workspace.schema import Annotation, Image, Model
+
+__all__ = ["TrainingResult", "train_project", "TRAINABLE_TASKS"]
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE_TASKS = ("classification", "anomaly")
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class TrainingResult:
+    """A finished training run: the new model and what was chosen for it."""
+
+    model_id: int
+    project: str
+    task: str
+    class_names: list[str]
+    threshold: float
+    plan: TrainingPlan
+    counts: dict[str, dict[str, int]]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "project": self.project,
+            "task": self.task,
+            "class_names": self.class_names,
+            "threshold": self.threshold,
+            "counts": self.counts,
+            "seconds": round(self.seconds, 2),
+            "settings": self.plan.to_dict(),
+        }
+
+
+def train_project(workspace: Workspace, project_name: str, *, overrides: dict[str, Any] | None = None,
+                  progress: Progress | None = None,
+                  on_plan: Callable[[TrainingPlan], None] | None = None) -> TrainingResult:
+    """Train the project's model on its labeled images; return the registered model.
+
+    Args:
+        overrides: Settings chosen by the user, checked against their safe ranges.
+        progress: Called as ``progress(done, total, message)``.
+        on_plan: Called with the auto-tuner's plan before fitting starts.
+
+    Raises:
+        TrainingError: The task cannot be trained yet, or the labels cannot train it.
+        InvalidInputError: An override is unknown or outside its safe range.
+    """
+    started = time.monotonic()
+    task, images = _frozen_images(workspace, project_name)
+    assigned = assign_splits(images, task=task)
+    images = [replace(image, split=assigned.get(image.image_id, image.split)) for image in images]
+    labeled = [image for image in images if image.label is not None]
+    _check_labels(labeled, task, project_name)
+
+    plan = plan_training([_stats(image) for image in labeled], task, overrides)
+    for warning in plan.warnings:
+        logger.warning("%s", warning)
+    if on_plan is not None:
+        on_plan(plan)
+
+    fitted = _fit(workspace, task, labeled, plan, progress)
+    model_id = _register(workspace, project_name, assigned, plan, fitted)
+    seconds = time.monotonic() - started
+    logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
+    return TrainingResult(model_id, project_name, task, fitted["class_names"], fitted["threshold"], plan,
+                          _counts(labeled), seconds)
+
+
+def _frozen_images(workspace: Workspace, project_name: str) -> tuple[str, list[SnapshotImage]]:
+    with workspace.session() as session:
+        project = workspace.get_project(session, project_name)
+        if project.task not in TRAINABLE_TASKS:
+            raise TrainingError(
+                f"project {project_name!r} is a {project.task} project; this version trains "
+                f"{' and '.join(TRAINABLE_TASKS)} projects only (its images and labels are kept)"
+            )
+        rows = session.scalars(
+            select(Image).where(Image.project_id == project.id).order_by(Image.path)
+            .options(selectinload(Image.annotations).selectinload(Annotation.defect_class))
+        ).all()
+        return project.task, [freeze_image(row) for row in rows]
+
+
+def _check_labels(labeled: list[SnapshotImage], task: str, project_name: str) -> None:
+    training = Counter(image.label for image in labeled if image.split == "train")
+    if task == "anomaly" and training[OK_CLASS] < 2:
+        raise TrainingError(
+            f"project {project_name!r} has {training[OK_CLASS]} good ('ok') training images; an anomaly model "
+            "learns from good images only, so import at least 10 images labeled ok"
+        )
+    if task == "classification" and len(training) < 2:
+        raise TrainingError(
+            f"project {project_name!r} has training images of {len(training)} class(es) ({dict(training)}); "
+            "a classifier needs labeled images of at least two classes, such as 'ok' and one defect class"
+        )
+
+
+def _stats(image: SnapshotImage) -> ImageStats:
+    return ImageStats(width=image.width, height=image.height, channels=image.channels,
+                      bit_depth=image.bit_depth, label=image.label, split=image.split)
+
+
+def _pixels(workspace: Workspace, images: list[SnapshotImage]) -> StoredPixels:
+    return StoredPixels(workspace.blobs, [image.sha256 for image in images], [image.path for image in images])
+
+
+def _fit(workspace: Workspace, task: str, labeled: list[SnapshotImage], plan: TrainingPlan,
+         progress: Progress | None) -> dict[str, Any]:
+    train = [image for image in labeled if image.split == "train"]
+    dev = [image for image in labeled if image.split == "dev"]
+    if task == "anomaly":
+        return _fit_anomaly(workspace, train, dev, plan, progress)
+    return _fit_classifier(workspace, train, dev, plan, progress)
+
+
+def _fit_anomaly(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
+                 progress: Progress | None) -> dict[str, Any]:
+    from defectlab.training.anomaly import train_anomaly_detector
+
+    good = [image for image in train if image.label == OK_CLASS]
+    model = train_anomaly_detector(
+        _pixels(workspace, good), plan,
+        calibration_images=_pixels(workspace, dev),
+        calibration_labels=[int(image.label != OK_CLASS) for image in dev] if dev else None,
+        progress=progress,
+    )
+    return {"state": model.to_dict(), "class_names": [OK_CLASS], "threshold": 0.5,
+            "preprocessing": model.preprocessing.to_dict(), "image_ids": [image.image_id for image in good],
+            "loss_history": None}
+
+
+def _fit_classifier(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
+                    progress: Progress | None) -> dict[str, Any]:
+    from defectlab.training.classifier import train_classifier
+
+    class_names = sorted({image.label for image in train}, key=lambda name: (name != OK_CLASS, name))
+    index = {name: position for position, name in enumerate(class_names)}
+    dev = [image for image in dev if image.label in index]
+    model = train_classifier(
+        _pixels(workspace, train), np.array([index[image.label] for image in train]), class_names, plan,
+        dev_images=_pixels(workspace, dev), dev_labels=np.array([index[image.label] for image in dev], dtype=int),
+        progress=progress,
+    )
+    return {"state": model.to_dict(), "class_names": class_names, "threshold": model.threshold,
+            "preprocessing": model.preprocessing.to_dict(), "image_ids": [image.image_id for image in train],
+            "loss_history": model.loss_history}
+
+
+def _register(workspace: Workspace, project_name: str, assigned: dict[int, str], plan: TrainingPlan,
+              fitted: dict[str, Any]) -> int:
+    with workspace.session() as session:
+        project = workspace.get_project(session, project_name)
+        for image in session.scalars(select(Image).where(Image.id.in_(list(assigned)))):
+            image.split = assigned[image.id]
+        snapshot = take_snapshot(workspace, session, project)
+        artifact = new_artifact(
+            task=project.task, class_names=fitted["class_names"], threshold=fitted["threshold"],
+            preprocessing=fitted["preprocessing"], state=fitted["state"], settings=plan.to_dict(),
+            project=project.name, snapshot_id=snapshot.snapshot_id, image_ids=fitted["image_ids"],
+            loss_history=fitted["loss_history"],
+        )
+        model = Model(project_id=project.id, snapshot_id=snapshot.snapshot_id, task=project.task,
+                      artifact_sha256=workspace.blobs.put(dump_artifact(artifact)),
+                      summary={"threshold": fitted["threshold"], "class_names": fitted["class_names"],
+                               "settings": plan.to_dict()})
+        session.add(model)
+        session.flush()
+        return model.id
+
+
+def _counts(labeled: list[SnapshotImage]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter] = {}
+    for image in labeled:
+        counts.setdefault(image.split or "none", Counter())[image.label] += 1
+    return {split: dict(sorted(counter.items())) for split, counter in sorted(counts.items())}
