@@ -51,24 +51,7 @@ def main() -> None:
     from defectlab import commands  # noqa: F401 - registers the commands on ``app``
 
     try:
-        app(standalone_mode=False)
+        app()
     except DefectlabError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(next((code for kind, code in _EXIT_CODES.items() if isinstance(error, kind)), 1))
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except (typer.Exit, SystemExit) as exit_request:
-        code = getattr(exit_request, "exit_code", None) or getattr(exit_request, "code", 0) or 0
-        sys.exit(code)
-    except Exception as error:  # noqa: BLE001 - click's usage errors carry their own exit code
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
-
-
-if __name__ == "__main__":
-    main()

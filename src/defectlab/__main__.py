@@ -1,0 +1,5 @@
+"""Allow ``python -m defectlab``."""
+
+from defectlab.cli import main
+
+main()
