@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -25,11 +25,40 @@ _EXIT_CODES = {InvalidInputError: 2, NotFoundError: 3, ConflictError: 4, Trainin
 _state: dict[str, Optional[Path]] = {"workspace": None}
 
 
+def flag(*names: str, help: str) -> Any:
+    """Declare a boolean option that help shows as a bare flag.
+
+    Typer 0.29 prints the type (``<bool>``) after every option in its rich
+    help unless the metavar is set, and an empty metavar prints nothing.
+    """
+    return typer.Option(*names, help=help, metavar="")
+
+
+def stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def confirm(question: str, *, refusal: str) -> None:
+    """Ask a yes/no question, or fail when no terminal is attached, instead of reading an empty answer.
+
+    Raises:
+        InvalidInputError: stdin is not a terminal. The message is ``refusal``,
+            which should tell the person to rerun with ``--yes``.
+        typer.Abort: The person answered no.
+    """
+    if not stdin_is_terminal():
+        raise InvalidInputError(refusal)
+    typer.confirm(question, abort=True)
+
+
 @app.callback()
 def _main(
     workspace: Annotated[Optional[Path], typer.Option(
         help="Workspace folder (default: DEFECTLAB_HOME, else the user data folder).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step to stderr.")] = False,
+    verbose: Annotated[bool, flag("--verbose", "-v", help="Log each step to stderr.")] = False,
 ) -> None:
     _state["workspace"] = workspace
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,

@@ -161,3 +161,51 @@ def test_invalid_split_rejected(workspace: Workspace, tmp_path: Path) -> None:
     workspace.create_project("p", "classification")
     with pytest.raises(InvalidInputError, match="split 'validation'"):
         import_path(workspace, "p", tmp_path, split="validation")
+
+
+def test_metadata_row_with_missing_value_warned(workspace: Workspace, tmp_path: Path) -> None:
+    save(tmp_path / "data" / "good" / "a.png", gray(10))
+    save(tmp_path / "data" / "good" / "b.png", gray(20))
+    csv_path = tmp_path / "meta.csv"
+    csv_path.write_text("path,station,lot\ngood/a.png,S1\ngood/b.png,S2,7,extra\n")
+    workspace.create_project("p", "classification")
+
+    report = import_path(workspace, "p", tmp_path / "data", metadata_csv=csv_path)
+    warnings = {problem.line: problem for problem in report.problems if problem.path == str(csv_path)}
+
+    assert image_rows(workspace, "p")["good/a.png"].meta == {"station": "S1"}
+    assert "no value for lot" in warnings[2].message
+    assert warnings[2].severity == "warning"
+    assert "extra values ['extra'] are ignored" in warnings[3].message
+
+
+def test_mask_of_other_aspect_ratio_rejected(workspace: Workspace, tmp_path: Path) -> None:
+    square = np.zeros((32, 32), dtype=np.uint8)
+    square[4:12, 4:12] = 255
+    half = np.zeros((24, 32), dtype=np.uint8)
+    half[4:12, 4:12] = 255
+    save(tmp_path / "data" / "images" / "wrong.png", gray(10, size=64)[:48])
+    save(tmp_path / "data" / "masks" / "wrong.png", square)
+    save(tmp_path / "data" / "images" / "half.png", gray(20, size=64)[:48])
+    save(tmp_path / "data" / "masks" / "half.png", half)
+    workspace.create_project("p", "segmentation")
+
+    report = import_path(workspace, "p", tmp_path / "data")
+    problems = {problem.path: problem for problem in report.problems}
+
+    assert problems["images/wrong.png"].severity == "error"
+    assert "is 32x32 but the image is 64x48" in problems["images/wrong.png"].message
+    assert labels(workspace, "p")["images/wrong.png"] == []
+    assert problems["images/half.png"].severity == "warning"
+    assert labels(workspace, "p")["images/half.png"] == [("mask", "defect")]
+
+
+def test_summary_reports_stored_split(workspace: Workspace, tmp_path: Path) -> None:
+    save(tmp_path / "data" / "good" / "a.png", gray(10))
+    workspace.create_project("p", "classification")
+    import_path(workspace, "p", tmp_path / "data", split="test")
+
+    again = import_path(workspace, "p", tmp_path / "data")
+
+    assert again.unchanged == 1
+    assert again.per_split == {"test": 1}

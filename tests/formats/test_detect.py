@@ -121,3 +121,60 @@ def test_unknown_format_name_is_rejected(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInputError, match="unknown dataset format"):
         read_dataset(tmp_path, "labelme")
+
+
+@pytest.mark.parametrize(
+    ("make", "given", "expected", "detected"),
+    [
+        (make_voc, "coco", "no COCO JSON file", "voc"),
+        (make_voc, "yolo", "no YOLO data.yaml", "voc"),
+        (make_voc, "folders", "contains voc labels", "voc"),
+        (make_voc, "native", "no defectlab.json", "voc"),
+        (make_coco, "voc", "no VOC XML files", "coco"),
+        (make_folders, "mvtec", "no MVTec object folder", "folders"),
+        (make_folders, "masks", "no image with a mask", "folders"),
+        (make_masks, "folders", "contains masks labels", "masks"),
+    ],
+)
+def test_wrong_format_names_expected_and_detected(
+    tmp_path: Path, make: object, given: str, expected: str, detected: str
+) -> None:
+    make(tmp_path)  # type: ignore[operator]
+
+    with pytest.raises(InvalidInputError) as raised:
+        read_dataset(tmp_path, given)
+
+    message = str(raised.value)
+    assert str(tmp_path) in message
+    assert expected in message
+    assert f"--format {detected}" in message
+    assert "omit --format" in message
+
+
+def test_wrong_format_without_any_layout_says_check_path(tmp_path: Path) -> None:
+    write_text(tmp_path / "notes.txt", "hello")
+
+    with pytest.raises(InvalidInputError, match="check the path, or omit --format"):
+        read_dataset(tmp_path, "coco")
+
+
+def test_flat_yolo_folder_read_when_named(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    write_text(tmp_path / "a.txt", "0 0.5 0.5 0.5 0.5\n")
+
+    batch = read_dataset(tmp_path, "yolo")
+
+    assert batch.images[0].regions[0].kind == "box"
+
+
+def test_same_stem_images_are_not_a_mask_pair(tmp_path: Path) -> None:
+    noise = np.random.default_rng(0).integers(880, 920, size=(32, 32)).astype(np.uint16)
+    (tmp_path / "good").mkdir()
+    Image.fromarray(noise).save(tmp_path / "good" / "gray16.png")
+    Image.fromarray(noise).save(tmp_path / "good" / "gray16.tif")
+    write_png(tmp_path / "scratch" / "b.png")
+
+    batch = read_dataset(tmp_path)
+
+    assert batch.format == "folders"
+    assert sorted(image.path for image in batch.images) == ["good/gray16.png", "good/gray16.tif", "scratch/b.png"]

@@ -236,3 +236,23 @@ def test_writer_round_trip_with_boxes_rasterized(tmp_path: Path) -> None:
     assert regions == {"stain": 4, "dent": 16}
     assert again["lineB/0001.png"].label == OK_CLASS
     assert not again["lineB/0002.png"].labeled
+
+
+def test_losses_only_when_regions_merge(tmp_path: Path) -> None:
+    source = tmp_path / "src.png"
+    write_array(source, np.zeros((10, 12), dtype=np.uint8))
+    left = np.zeros((10, 12), dtype=bool)
+    left[1:3, 1:3] = True
+    right = np.zeros((10, 12), dtype=bool)
+    right[1:3, 6:9] = True
+    apart = ExportImage("a.png", source, 12, 10, labeled=True,
+                        regions=[Region("mask", "stain", mask=left), Region("mask", "dent", mask=right)])
+    same_class = ExportImage("b.png", source, 12, 10, labeled=True,
+                             regions=[Region("mask", "dent", mask=left), Region("mask", "dent", mask=right)])
+    overlapping = ExportImage("c.png", source, 12, 10, labeled=True,
+                              regions=[Region("mask", "stain", mask=left), Region("mask", "dent", mask=left)])
+    classes = [ClassSpec("stain"), ClassSpec("dent")]
+
+    assert describe_losses(ExportSet(classes, [apart]), "masks") == []
+    assert len(describe_losses(ExportSet(classes, [apart, same_class, overlapping]), "masks")) == 1
+    assert "2 image(s)" in describe_losses(ExportSet(classes, [apart, same_class, overlapping]), "masks")[0]

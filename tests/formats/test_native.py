@@ -124,3 +124,24 @@ def test_path_leaving_export_folder_is_skipped(tmp_path: Path) -> None:
 
     assert [problem.path for problem in problems] == ["../escape.png"]
     assert not (tmp_path / "escape.png").exists()
+
+
+def test_images_folder_not_doubled(tmp_path: Path) -> None:
+    source = tmp_path / "src.png"
+    write_png(source)
+    images = [
+        ExportImage("images/train/big.png", source, 12, 8, labeled=True, label=OK_CLASS),
+        ExportImage("images/a.png", source, 12, 8, labeled=True, label=OK_CLASS),
+        ExportImage("a.png", source, 12, 8, labeled=True, label=OK_CLASS),
+    ]
+
+    write_dataset(ExportSet([], images), tmp_path / "out", "native")
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    again = {image.path for image in read_dataset(tmp_path / "out").images}
+
+    assert {entry["path"]: entry["file"] for entry in manifest["images"]} == {
+        "images/train/big.png": "images/train/big.png",
+        "images/a.png": "images/images/a.png",
+        "a.png": "images/a.png",
+    }
+    assert again == {"images/train/big.png", "images/a.png", "a.png"}

@@ -112,3 +112,18 @@ def test_writer_round_trip_polygons_as_boxes(tmp_path: Path) -> None:
     assert again["lineB/0001.png"].split == "test"
     assert again["lineB/0002.png"].label == OK_CLASS
     assert not again["lineB/0003.png"].labeled
+
+
+def test_difficult_objects_kept_and_warned_once(tmp_path: Path) -> None:
+    difficult = box("dent", (1, 2, 11, 12)).replace("<bndbox>", "<difficult>1</difficult><bndbox>")
+    for name in ("a", "b"):
+        write_png(tmp_path / "JPEGImages" / f"{name}.png")
+        write_xml(tmp_path / "Annotations" / f"{name}.xml", f"{name}.png", difficult + box("scratch", (2, 2, 5, 5)))
+
+    batch = read_voc(tmp_path)
+    warnings = [problem for problem in batch.problems if "difficult" in problem.message]
+
+    assert [len(image.regions) for image in batch.images] == [2, 2]
+    assert len(warnings) == 1
+    assert warnings[0].path == "Annotations/a.xml"
+    assert "2 object(s) in 2 file(s)" in warnings[0].message

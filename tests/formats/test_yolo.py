@@ -274,3 +274,44 @@ def test_image_level_class_not_written_as_ok(tmp_path: Path) -> None:
 
     assert len(problems) == 1
     assert not again.labeled
+
+
+def test_val_repeating_train_reads_as_train(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"a.png": ""}, names=["dent"])
+    config = yaml.safe_load((tmp_path / "data.yaml").read_text())
+    config["val"] = "images/train"
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(config))
+
+    batch = read_dataset(tmp_path)
+
+    assert batch.images[0].split == "train"
+
+
+def test_writer_without_splits_reads_back_without_splits(tmp_path: Path) -> None:
+    source = tmp_path / "a.png"
+    write_image(source, 20, 10)
+    images = [ExportImage("a.png", source, 20, 10, labeled=True, label=OK_CLASS)]
+
+    write_dataset(ExportSet([ClassSpec("dent")], images), tmp_path / "out", "yolo")
+    config = yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())
+    batch = read_dataset(tmp_path / "out")
+
+    assert config["train"] == config["val"] == "images/unassigned"
+    assert "test" not in config
+    assert batch.images[0].split is None
+
+
+def test_writer_without_dev_keeps_train(tmp_path: Path) -> None:
+    source = tmp_path / "a.png"
+    write_image(source, 20, 10)
+    images = [
+        ExportImage("a.png", source, 20, 10, split="train", labeled=True, label=OK_CLASS),
+        ExportImage("b.png", source, 20, 10, split="test", labeled=True, label=OK_CLASS),
+    ]
+
+    write_dataset(ExportSet([ClassSpec("dent")], images), tmp_path / "out", "yolo")
+    text = (tmp_path / "out" / "data.yaml").read_text()
+    splits = {image.path: image.split for image in read_dataset(tmp_path / "out").images}
+
+    assert "val repeats train" in text
+    assert splits == {"images/train/a.png": "train", "images/test/b.png": "test"}

@@ -78,3 +78,36 @@ def test_blob_store_deduplicates_and_collects(tmp_path: Path) -> None:
     assert store.get(first) == b"abc"
     with pytest.raises(NotFoundError, match=other):
         store.get(other)
+
+
+@pytest.mark.parametrize("name", ["trailing ", " both ", "tab\t"])
+def test_project_name_with_outer_space_rejected(workspace: Workspace, name: str) -> None:
+    with pytest.raises(InvalidInputError, match="starts or ends with a space"):
+        workspace.create_project(name, "classification")
+
+
+def test_project_name_with_inner_space_accepted(workspace: Workspace) -> None:
+    workspace.create_project("line 3 tiles", "classification")
+
+    assert [project.name for project in workspace.list_projects()] == ["line 3 tiles"]
+
+
+def test_missing_project_lists_at_most_ten(workspace: Workspace) -> None:
+    for index in range(12):
+        workspace.create_project(f"p{index:02d}", "classification")
+
+    with pytest.raises(NotFoundError) as raised, workspace.session() as session:
+        workspace.get_project(session, "nope")
+
+    message = str(raised.value)
+    assert "p09" in message
+    assert "p10" not in message
+    assert "and 2 more; see 'defectlab project list'" in message
+
+
+def test_require_project_raises_for_unknown(workspace: Workspace) -> None:
+    workspace.create_project("tiles", "classification")
+
+    workspace.require_project("tiles")
+    with pytest.raises(NotFoundError, match="'nope' does not exist"):
+        workspace.require_project("nope")

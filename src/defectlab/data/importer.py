@@ -37,7 +37,19 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass
 class ImportReport:
-    """What an import added, changed and skipped, with every problem found."""
+    """What an import added, changed and skipped, with every problem found.
+
+    Attributes:
+        skipped: Images found but not imported (not decodable, not readable).
+        per_class: Class name to the number of imported images that carry it,
+            as the image-level class or on at least one region. An image with
+            regions of two classes counts once for each. Images without a
+            label count under ``(unlabeled)``.
+        regions_per_class: Class name to the number of imported regions
+            (boxes, polygons, masks).
+        per_split: Split stored for each imported image (``(none)`` when it
+            has none), after this import.
+    """
 
     project: str
     format: str
@@ -46,6 +58,7 @@ class ImportReport:
     unchanged: int = 0
     skipped: int = 0
     per_class: Counter = field(default_factory=Counter)
+    regions_per_class: Counter = field(default_factory=Counter)
     per_split: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
 
@@ -58,6 +71,7 @@ class ImportReport:
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "per_class": dict(sorted(self.per_class.items())),
+            "regions_per_class": dict(sorted(self.regions_per_class.items())),
             "per_split": dict(sorted(self.per_split.items())),
             "problems": [
                 {"path": p.path, "line": p.line, "severity": p.severity, "message": p.message}
@@ -103,12 +117,13 @@ def import_path(
         raise InvalidInputError(f"split {split!r} is not valid; use one of: {', '.join(SPLITS)}")
     if not path.exists():
         raise InvalidInputError(f"{path} does not exist; give a folder or label file to import")
-    metadata = read_metadata_csv(metadata_csv) if metadata_csv else {}
+    metadata, metadata_problems = read_metadata_csv(metadata_csv) if metadata_csv else ({}, [])
     with workspace.session() as session:
         task = workspace.get_project(session, project_name).task
 
     batch = read_dataset(path, format)
-    report = ImportReport(project=project_name, format=batch.format, problems=list(batch.problems))
+    report = ImportReport(project=project_name, format=batch.format,
+                          problems=[*metadata_problems, *batch.problems])
     decoded = _decode_all(workspace, batch.images, task=task, report=report, progress=progress)
 
     with workspace.session() as session:
@@ -232,7 +247,7 @@ def _store_image(session: Session, workspace: Workspace, project: Project, class
         report.added += 1
     elif _unchanged(image, entry, annotations):
         report.unchanged += 1
-        _count(report, item)
+        _count(report, entry, image.split)
         return
     else:
         image.version += 1
@@ -245,7 +260,7 @@ def _store_image(session: Session, workspace: Workspace, project: Project, class
     image.split = item.split if item.split is not None else image.split
     image.meta = {**(image.meta or {}), **item.metadata}
     image.annotations.extend(annotations)
-    _count(report, item)
+    _count(report, entry, image.split)
 
 
 def _annotations_for(workspace: Workspace, classes: dict[str, DefectClass], entry: _Decoded) -> list[Annotation]:
@@ -273,9 +288,10 @@ def _unchanged(image: Image, entry: _Decoded, annotations: list[Annotation]) -> 
             and all(image.meta.get(k) == v for k, v in entry.item.metadata.items()))
 
 
-def _count(report: ImportReport, item: ImportedImage) -> None:
-    label = item.label
-    if label is None and item.regions:
-        label = item.regions[0].class_name
-    report.per_class[label if label is not None else "(unlabeled)"] += 1
-    report.per_split[item.split or "(none)"] += 1
+def _count(report: ImportReport, entry: _Decoded, stored_split: str | None) -> None:
+    names = {region.class_name for region in entry.regions}
+    if entry.item.label is not None:
+        names.add(entry.item.label)
+    report.per_class.update(names or {"(unlabeled)"})
+    report.regions_per_class.update(region.class_name for region in entry.regions)
+    report.per_split[stored_split or "(none)"] += 1

@@ -9,15 +9,20 @@ from PIL import Image as PILImage
 
 from defectlab.formats.records import Problem, Region
 
-__all__ = ["fit_region", "mask_to_png", "png_to_mask"]
+__all__ = ["MASK_ASPECT_TOLERANCE", "fit_region", "mask_to_png", "png_to_mask"]
+
+MASK_ASPECT_TOLERANCE = 0.01
+"""Largest relative difference between a mask's and its image's width-to-height ratio that is still resized."""
 
 
 def fit_region(region: Region, *, width: int, height: int, path: str) -> tuple[Region | None, list[Problem]]:
     """Scale a region to pixels of a ``width`` x ``height`` image and clip it.
 
     Returns the region (``None`` when it cannot be kept) and the problems found.
-    Masks of another size are resized with nearest neighbour only, so no new
-    mask value appears.
+    A mask of another size with the same aspect ratio (within
+    ``MASK_ASPECT_TOLERANCE``) is resized with nearest neighbour only, so no
+    new mask value appears. A mask of another aspect ratio is rejected,
+    because it almost surely belongs to another image.
     """
     if region.kind == "mask":
         return _fit_mask(region, width=width, height=height, path=path)
@@ -69,7 +74,15 @@ def _fit_mask(region: Region, *, width: int, height: int, path: str):
     mask = np.asarray(region.mask, dtype=bool)
     problems = []
     if mask.shape != (height, width):
-        problems.append(Problem(path, f"mask of class {region.class_name!r} is {mask.shape[1]}x{mask.shape[0]} "
+        mask_width, mask_height = mask.shape[1], mask.shape[0]
+        if not _same_aspect_ratio((mask_width, mask_height), (width, height)):
+            problems.append(Problem(
+                path, f"mask of class {region.class_name!r} is {mask_width}x{mask_height} but the image is "
+                f"{width}x{height}, another aspect ratio, so it is most likely the mask of another image; "
+                "mask not imported. Pair the image with its own mask",
+            ))
+            return None, problems
+        problems.append(Problem(path, f"mask of class {region.class_name!r} is {mask_width}x{mask_height} "
                                 f"but the image is {width}x{height}; it was resized with nearest neighbour",
                                 "warning"))
         resized = PILImage.fromarray(mask.astype(np.uint8) * 255).resize((width, height), PILImage.NEAREST)
@@ -77,6 +90,11 @@ def _fit_mask(region: Region, *, width: int, height: int, path: str):
     if not mask.any():
         return None, problems
     return Region("mask", region.class_name, mask=mask), problems
+
+
+def _same_aspect_ratio(first: tuple[int, int], second: tuple[int, int]) -> bool:
+    ratio = (first[0] / first[1]) / (second[0] / second[1])
+    return abs(ratio - 1.0) <= MASK_ASPECT_TOLERANCE
 
 
 def _polygon_area(points: np.ndarray) -> float:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from defectlab.errors import InvalidInputError, NotFoundError
 from defectlab.formats.coco import read_coco, write_coco
-from defectlab.formats.detect import detect_format
+from defectlab.formats.detect import check_format, detect_format
 from defectlab.formats.export import ExportSet, export_set_from_batch
 from defectlab.formats.folders import read_folders, write_folders
-from defectlab.formats.losses import describe_losses
+from defectlab.formats.losses import describe_losses, describe_notes
 from defectlab.formats.masks import read_masks, write_masks
 from defectlab.formats.mvtec import read_mvtec, write_mvtec
 from defectlab.formats.native import read_native, write_native
@@ -37,8 +37,10 @@ from defectlab.formats.yolo import read_yolo, write_yolo
 __all__ = [
     "FORMATS",
     "BatchSummary",
+    "check_format",
     "ExportSet",
     "describe_losses",
+    "describe_notes",
     "detect_format",
     "export_set_from_batch",
     "read_dataset",
@@ -86,8 +88,9 @@ def read_dataset(path: Path | str, format: str | None = None) -> ImportBatch:
 
     Raises:
         NotFoundError: ``path`` does not exist.
-        InvalidInputError: ``format`` is unknown, or none was given and no
-            layout was recognized.
+        InvalidInputError: ``format`` is unknown, the files it needs are
+            missing under ``path``, or none was given and no layout was
+            recognized.
     """
     path = Path(path)
     if not path.exists():
@@ -95,7 +98,9 @@ def read_dataset(path: Path | str, format: str | None = None) -> ImportBatch:
     name = format if format is not None else detect_format(path)
     reader = _READERS.get(name)
     if reader is None:
-        raise InvalidInputError(f"unknown dataset format {name!r}; choose one of {', '.join(FORMATS)}")
+        raise InvalidInputError(f"unknown dataset format {name!r}; choose one of: {', '.join(FORMATS)}")
+    if format is not None:
+        check_format(path, format)
     if path.is_file() and name not in ("coco", "yolo", "native"):
         path = path.parent
 
@@ -124,7 +129,7 @@ def write_dataset(export_set: ExportSet, out_dir: Path | str, format: str) -> li
     """
     writer = _WRITERS.get(format)
     if writer is None:
-        raise InvalidInputError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise InvalidInputError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
     problems = writer(export_set, Path(out_dir))
     logger.info("wrote %d images as %s to %s with %d problems", len(export_set.images), format, out_dir, len(problems))
     return problems

@@ -4,8 +4,11 @@ Boxes are written as ``bbox`` only, polygons as a one-polygon
 ``segmentation``, masks as a compressed RLE (``iscrowd`` 0). Each image entry
 carries the displayed ``width`` and ``height``, plus the extra keys ``split``
 and ``metadata`` when set; COCO tools ignore them and defectlab reads them
-back. Unlabeled images are copied but not listed, so they read back
-unlabeled, never as ok.
+back. Unlabeled images are copied but not listed in ``images``, because
+COCO tools read a listed image without annotations as defect-free. They are
+listed instead under the extra top-level key ``unlabeled_images`` (file
+name, split, metadata), so they read back unlabeled, never as ok, and keep
+their split.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from defectlab.formats.export import ExportSet
 from defectlab.formats.records import ClassSpec, ExportImage, Problem, Region
 from defectlab.formats.rle import encode_rle
 
-__all__ = ["ANNOTATION_FILE", "category_ids", "write_coco"]
+__all__ = ["ANNOTATION_FILE", "UNLABELED_KEY", "category_ids", "write_coco"]
 
 ANNOTATION_FILE = "annotations.json"
+UNLABELED_KEY = "unlabeled_images"
 
 
 def category_ids(classes: list[ClassSpec]) -> dict[str, int]:
@@ -54,6 +58,7 @@ def write_coco(export_set: ExportSet, out_dir: Path) -> list[Problem]:
         "images": [],
         "annotations": [],
         "categories": [{"id": ids[spec.name], "name": spec.name, "supercategory": "defect"} for spec in classes],
+        UNLABELED_KEY: [],
     }
 
     for image in export_set.images:
@@ -74,15 +79,12 @@ def _add_image(document: dict[str, Any], image: ExportImage, ids: dict[str, int]
             "so it reads back unlabeled",
         )
     if kind in ("class", "unlabeled"):
+        document[UNLABELED_KEY].append(_extra_keys(image, {"file_name": image.path}))
         return
 
     image_id = len(document["images"]) + 1
-    entry: dict[str, Any] = {"id": image_id, "file_name": image.path, "width": image.width, "height": image.height}
-    if image.split:
-        entry["split"] = image.split
-    if image.metadata:
-        entry["metadata"] = dict(image.metadata)
-    document["images"].append(entry)
+    entry = {"id": image_id, "file_name": image.path, "width": image.width, "height": image.height}
+    document["images"].append(_extra_keys(image, entry))
 
     for region in image.regions:
         annotation = _annotation(region, image)
@@ -91,6 +93,14 @@ def _add_image(document: dict[str, Any], image: ExportImage, ids: dict[str, int]
             continue
         annotation.update(id=len(document["annotations"]) + 1, image_id=image_id, category_id=ids[region.class_name])
         document["annotations"].append(annotation)
+
+
+def _extra_keys(image: ExportImage, entry: dict[str, Any]) -> dict[str, Any]:
+    if image.split:
+        entry["split"] = image.split
+    if image.metadata:
+        entry["metadata"] = dict(image.metadata)
+    return entry
 
 
 def _annotation(region: Region, image: ExportImage) -> dict[str, Any] | None:

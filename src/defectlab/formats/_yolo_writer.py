@@ -32,7 +32,7 @@ from defectlab.formats.records import ClassSpec, ExportImage, Problem, Region
 __all__ = ["UNASSIGNED_FOLDER", "class_ids", "write_yolo", "yolo_task"]
 
 UNASSIGNED_FOLDER = "unassigned"
-"""Split folder for images without a split, when other images have one.
+"""Split folder for images without a split.
 
 ``data.yaml`` lists it under ``train`` so that training tools use these
 images, and the YOLO reader gives its images no split.
@@ -70,27 +70,20 @@ def write_yolo(export_set: ExportSet, out_dir: Path) -> list[Problem]:
     log = ProblemLog()
     ids = class_ids(defect_classes(export_set))
     task = yolo_task(export_set)
-    use_splits = any(image.split for image in export_set.images)
 
     folders: set[str] = set()
     for image in export_set.images:
-        folder = _split_folder(image, use_splits=use_splits)
+        folder = folder_for_split(image.split) or UNASSIGNED_FOLDER
         if _write_image(image, out_dir, folder, ids, task, log):
             folders.add(folder)
-    _write_config(out_dir, ids, task, folders, use_splits=use_splits)
+    _write_config(out_dir, ids, task, folders)
     return log.problems
-
-
-def _split_folder(image: ExportImage, *, use_splits: bool) -> str:
-    if not use_splits:
-        return ""
-    return folder_for_split(image.split) or UNASSIGNED_FOLDER
 
 
 def _write_image(
     image: ExportImage, out_dir: Path, folder: str, ids: dict[str, int], task: str, log: ProblemLog
 ) -> bool:
-    prefix = f"{folder}/" if folder else ""
+    prefix = f"{folder}/"
     inner = strip_layout_prefix(image.path, "", leading="images")
     target = target_path(out_dir, f"images/{prefix}{inner}", log, image_path=image.path)
     if target is None or not copy_image(image, target, log):
@@ -147,18 +140,27 @@ def _fraction(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
 
 
-def _write_config(out_dir: Path, ids: dict[str, int], task: str, folders: set[str], *, use_splits: bool) -> None:
+def _write_config(out_dir: Path, ids: dict[str, int], task: str, folders: set[str]) -> None:
+    """Write ``data.yaml`` with the split folders that hold images.
+
+    Ultralytics rejects a ``data.yaml`` without ``val``, so without dev
+    images ``val`` repeats the ``train`` entry, and a YAML comment states
+    this. The YOLO reader keeps the first split named for a folder, so those
+    images read back as train.
+    """
     document: dict[str, object] = {"path": "."}
-    if not use_splits:
-        document.update(train="images", val="images")
-    else:
-        train = [f"images/{name}" for name in ("train", UNASSIGNED_FOLDER) if name in folders]
-        document["train"] = train[0] if len(train) == 1 else train
-        # Ultralytics requires a val entry; without dev images, it validates on the training images.
-        document["val"] = "images/val" if "val" in folders else document["train"]
-        if "test" in folders:
-            document["test"] = "images/test"
+    train = [f"images/{name}" for name in ("train", UNASSIGNED_FOLDER) if name in folders]
+    document["train"] = train[0] if len(train) == 1 else train
+    document["val"] = "images/val" if "val" in folders else document["train"]
+    if "test" in folders:
+        document["test"] = "images/test"
     document["task"] = task
     document["nc"] = len(ids)
     document["names"] = {class_id: name for name, class_id in sorted(ids.items(), key=lambda item: item[1])}
-    write_text(out_dir / "data.yaml", yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
+
+    header = ""
+    if "val" not in folders:
+        header = "# No dev split: val repeats train because Ultralytics requires a val entry.\n"
+    if UNASSIGNED_FOLDER in folders:
+        header += f"# images/{UNASSIGNED_FOLDER} holds the images that have no split yet.\n"
+    write_text(out_dir / "data.yaml", header + yaml.safe_dump(document, allow_unicode=True, sort_keys=False))

@@ -10,7 +10,8 @@ Category ids are opaque keys: 0 is a valid id, and gaps are fine. Each
 class keeps its id as ``ClassSpec.external_id``. An image listed without
 annotations is explicitly ok; an image file on disk that no COCO file lists
 is imported unlabeled. The extra image keys ``split`` and ``metadata``
-written by defectlab's COCO writer are read back when present.
+written by defectlab's COCO writer are read back when present, and so is
+its extra top-level list ``unlabeled_images`` of images without labels.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from defectlab.errors import InvalidInputError
-from defectlab.formats._coco_writer import write_coco
+from defectlab.formats._coco_writer import UNLABELED_KEY, write_coco
 from defectlab.formats._layout import is_image_file, iter_files, relative_path, split_for_file_stem, split_for_folder
 from defectlab.formats._problems import ProblemLog, Reporter
 from defectlab.formats._shapes import check_mask, check_pixel_box, check_pixel_polygon
@@ -113,6 +114,7 @@ def _read_file(json_path: Path, state: _CocoState) -> None:
         if not _read_annotation(annotation, by_id, categories, reporter):
             failed.add(annotation.get("image_id") if isinstance(annotation, dict) else None)
     _finish_labels(by_id, failed, reporter)
+    _read_unlabeled(document.get(UNLABELED_KEY), json_path, reporter, state)
 
 
 def _read_categories(entries: list[Any], reporter: Reporter, state: _CocoState) -> dict[object, str]:
@@ -155,7 +157,8 @@ def _read_images(entries: list[Any], json_path: Path, reporter: Reporter, state:
 
 
 def _make_image(
-    entry: dict[str, Any], file_name: str, json_path: Path, split: str | None, reporter: Reporter, state: _CocoState
+    entry: dict[str, Any], file_name: str, json_path: Path, split: str | None, reporter: Reporter, state: _CocoState,
+    *, labeled: bool = True,
 ) -> ImportedImage | None:
     name = PurePosixPath(file_name.replace("\\", "/").removeprefix("./")).as_posix()
     source, base = _resolve(name, json_path, state.root)
@@ -172,11 +175,24 @@ def _make_image(
         return None
 
     state.image_folders.add(base)
-    image = ImportedImage(rel, source, split=_entry_split(entry, split, rel), labeled=True, label=OK_CLASS)
-    image.declared_size = _declared_size(entry, reporter, file_name)
+    image = ImportedImage(rel, source, split=_entry_split(entry, split, rel), labeled=labeled,
+                          label=OK_CLASS if labeled else None)
+    image.declared_size = _declared_size(entry, reporter, file_name) if labeled else None
     image.metadata = _metadata(entry)
     state.images[rel] = image
     return image
+
+
+def _read_unlabeled(entries: object, json_path: Path, reporter: Reporter, state: _CocoState) -> None:
+    """Add the images of defectlab's ``unlabeled_images`` list, unlabeled, with their split and metadata."""
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        file_name = entry.get("file_name") if isinstance(entry, dict) else None
+        if not isinstance(file_name, str) or not file_name:
+            reporter.error(f"{UNLABELED_KEY} entry {entry!r} needs a 'file_name'; image skipped")
+            continue
+        _make_image(entry, file_name, json_path, None, reporter, state, labeled=False)
 
 
 def _resolve(name: str, json_path: Path, root: Path) -> tuple[Path | None, Path]:

@@ -35,7 +35,7 @@ from defectlab.formats._writing import (
 from defectlab.formats.export import ExportSet
 from defectlab.formats.records import ExportImage, ImportBatch, ImportedImage, Problem
 
-__all__ = ["read_folders", "write_folders"]
+__all__ = ["folder_target_path", "read_folders", "write_folders"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ def _class_folder(rel: str) -> tuple[str | None, str | None]:
     if split is not None:
         folders = folders[1:]
     return split, (folders[0] if folders else None)
+
+
+def folder_target_path(image: ExportImage, ok_folder: str) -> str:
+    """Return the path ``write_folders`` gives an image: ``[<split>/]<class>/<path>``."""
+    return _target_relative(image, ok_folder, ProblemLog())
 
 
 def _target_relative(image: ExportImage, ok_folder: str, log: ProblemLog) -> str:

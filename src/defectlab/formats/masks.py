@@ -4,8 +4,10 @@ A mask is found for an image, in this order:
 
 1. beside it, with a suffix: ``scan.jpg`` and ``scan_mask.png`` (also
    ``-mask`` and ``_gt``);
-2. beside it, with the same stem, when the image is not a PNG:
-   ``Imgs/exp1.jpg`` and ``Imgs/exp1.png`` (Magnetic-tile);
+2. beside it, with the same stem, when the image is not a PNG and the PNG
+   has mask pixels (see ``has_mask_pixels``): ``Imgs/exp1.jpg`` and
+   ``Imgs/exp1.png`` (Magnetic-tile). Two images of one stem, such as a
+   16-bit ``part.png`` and ``part.tif``, stay two images;
 3. in a parallel folder: ``images/a/scan.jpg`` and ``masks/a/scan.png``;
 4. in a mask folder at the root that mirrors the image tree:
    ``scratch/003.png`` and ``ground_truth/scratch/003.png``.
@@ -42,10 +44,14 @@ from defectlab.formats._layout import (
 from defectlab.formats._masks_writer import write_masks
 from defectlab.formats._problems import ProblemLog, Reporter
 from defectlab.formats._shapes import check_mask
-from defectlab.formats.masks_values import MaskReading, MaskValueSummary, read_mask_file
+from defectlab.errors import ImageDecodeError
+from defectlab.formats.masks_values import MAX_INDEX_VALUE, MaskReading, MaskValueSummary, read_mask_file
 from defectlab.formats.records import OK_CLASS, ClassSpec, ImportBatch, ImportedImage, Region
+from defectlab.images.decode import decode_image
 
-__all__ = ["DEFAULT_CLASS", "MASK_FOLDERS", "find_mask_pairs", "read_class_list", "read_masks", "write_masks"]
+__all__ = [
+    "DEFAULT_CLASS", "MASK_FOLDERS", "find_mask_pairs", "has_mask_pixels", "read_class_list", "read_masks", "write_masks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +61,11 @@ MASK_FOLDERS = frozenset({"masks", "mask", "ground_truth", "groundtruth", "gt", 
 IMAGE_FOLDERS = frozenset({"images", "image", "imgs", "img"})
 MASK_SUFFIXES = ("_mask", "-mask", "_gt")
 DEFAULT_CLASS = "defect"
+
+# Minimum share of pixels that the two most frequent values of an
+# anti-aliased binary mask cover. The minimum over the 964 Magnetic-tile
+# masks is 97.5%.
+_BINARY_COVERAGE = 0.95
 
 
 @dataclass
@@ -82,7 +93,7 @@ def find_mask_pairs(root: Path) -> MaskPairs:
         pure = PurePosixPath(rel)
         groups[(str(pure.parent), pure.stem)].append(rel)
 
-    mask_rels = {rel for rel in files if _looks_like_mask(rel, groups)}
+    mask_rels = {rel for rel, path in files.items() if _looks_like_mask(rel, path, groups)}
     pairs = MaskPairs(root)
     used: set[str] = set()
     for rel, path in files.items():
@@ -226,7 +237,8 @@ class _MaskLabeler:
         return None if spec is not None or self.class_list is None else len(self.class_list)
 
 
-def _looks_like_mask(rel: str, groups: dict[tuple[str, str], list[str]]) -> bool:
+def _looks_like_mask(rel: str, path: Path, groups: dict[tuple[str, str], list[str]]) -> bool:
+    """Tell whether a file is a mask: by its folder or name, or as a mask-like PNG beside a same-stem image."""
     pure = PurePosixPath(rel)
     if any(part.lower() in MASK_FOLDERS for part in pure.parts[:-1]):
         return True
@@ -235,7 +247,32 @@ def _looks_like_mask(rel: str, groups: dict[tuple[str, str], list[str]]) -> bool
         if pure.stem.lower().endswith(suffix) and (folder, pure.stem[: -len(suffix)]) in groups:
             return True
     siblings = groups.get((folder, pure.stem), [])
-    return pure.suffix.lower() == ".png" and any(PurePosixPath(other).suffix.lower() != ".png" for other in siblings)
+    if pure.suffix.lower() != ".png" or all(PurePosixPath(other).suffix.lower() == ".png" for other in siblings):
+        return False
+    return has_mask_pixels(path)
+
+
+def has_mask_pixels(path: Path) -> bool:
+    """Tell whether an image file contains mask-like pixels: one channel (or equal channels) and few values.
+
+    Few values means at most ``MAX_INDEX_VALUE + 1`` distinct values
+    (background plus index classes), or two values that cover at least
+    ``_BINARY_COVERAGE`` of the pixels, as in a 0/255 mask with anti-aliased
+    edges. A file that cannot be decoded is not taken as a mask, so the
+    importer reports it as a broken image.
+    """
+    try:
+        pixels = decode_image(path.read_bytes(), source=path.name).pixels
+    except (ImageDecodeError, OSError):
+        return False
+    if pixels.ndim == 3:
+        if not all(np.array_equal(pixels[..., 0], pixels[..., channel]) for channel in range(1, pixels.shape[2])):
+            return False
+        pixels = pixels[..., 0]
+    counts = np.unique(pixels, return_counts=True)[1]
+    if len(counts) <= MAX_INDEX_VALUE + 1:
+        return True
+    return np.sort(counts)[-2:].sum() >= _BINARY_COVERAGE * pixels.size
 
 
 def _find_mask(rel: str, groups: dict[tuple[str, str], list[str]], mask_rels: set[str]) -> str | None:

@@ -42,7 +42,7 @@ from defectlab.formats.export import ExportSet
 from defectlab.formats.masks_values import MaskValueSummary, read_mask_file
 from defectlab.formats.records import ClassSpec, ExportImage, ImportBatch, ImportedImage, Problem, Region
 
-__all__ = ["find_object_folders", "is_object_folder", "read_mvtec", "write_mvtec"]
+__all__ = ["OBJECT_KEY", "find_object_folders", "is_object_folder", "read_mvtec", "write_mvtec"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,34 @@ FORMAT = "mvtec"
 
 GROUND_TRUTH = "ground_truth"
 MASK_SUFFIX = "_mask"
+OBJECT_KEY = "object"
+"""Metadata key naming the MVTec object folder (``bottle``, ``cable``...) an image came from."""
 
 
 def is_object_folder(folder: Path) -> bool:
-    """Tell whether ``folder`` has the MVTec object layout: ``train/good/`` and ``test/``."""
-    return (folder / "train" / "good").is_dir() and (folder / "test").is_dir()
+    """Tell whether ``folder`` has the MVTec object layout.
+
+    The layout is ``test/`` and ``ground_truth/``, or ``test/`` with only
+    no-defect folders (``good``) beside ``train/good/``. In both, ``train/``
+    contains no-defect folders only. Without ``ground_truth/``, defect
+    folders under ``test/`` mean a folder-per-class dataset, as the folders
+    writer makes it, and so do defect folders under ``train/`` or a ``val/``
+    split folder in any case.
+    """
+    test, train = folder / "test", folder / "train"
+    if not test.is_dir():
+        return False
+    splits = {split_for_folder(child.name) for child in folder.iterdir() if child.is_dir()}
+    train_classes = _subfolder_names(train)
+    if "dev" in splits or not all(is_ok_folder(name) for name in train_classes):
+        return False
+    if (folder / GROUND_TRUTH).is_dir():
+        return True
+    return bool(train_classes) and all(is_ok_folder(name) for name in _subfolder_names(test))
+
+
+def _subfolder_names(folder: Path) -> list[str]:
+    return [child.name for child in folder.iterdir() if child.is_dir()] if folder.is_dir() else []
 
 
 def find_object_folders(root: Path) -> list[Path]:
@@ -102,12 +125,24 @@ def write_mvtec(export_set: ExportSet, out_dir: Path) -> list[Problem]:
     file names in different folders both survive. Unlabeled images and
     image-level defect classes have no place in the layout and are skipped
     with a problem each.
+
+    When every image has the ``object`` metadata key (set by the MVTec
+    reader), each object gets its own object folder, so several objects
+    and their image paths survive a round trip. ``train/good/`` is created
+    even when empty, because MVTec tools and the format detection expect it.
     """
     prepare_output_dir(out_dir)
     log = ProblemLog()
     good = ok_folder_name(export_set)
+    by_object = all(image.metadata.get(OBJECT_KEY) for image in export_set.images)
+    objects: set[str] = set()
     for image in export_set.images:
-        _write_image(image, out_dir, good, log)
+        object_folder = safe_folder_name(image.metadata[OBJECT_KEY]) if by_object else ""
+        objects.add(object_folder)
+        _write_image(image, out_dir / object_folder if object_folder else out_dir, good, log)
+    for object_folder in objects or {""}:
+        (out_dir / object_folder / "train" / good).mkdir(parents=True, exist_ok=True)
+        (out_dir / object_folder / "test").mkdir(parents=True, exist_ok=True)
     return log.problems
 
 
@@ -136,7 +171,7 @@ def _read_object(
     used: set[str] = set()
     images = []
     for path, rel, class_folder, split in found:
-        image = ImportedImage(rel, path, split=split, labeled=True, metadata={"object": folder.name})
+        image = ImportedImage(rel, path, split=split, labeled=True, metadata={OBJECT_KEY: folder.name})
         key = _mask_key(relative_path(path, folder).split("/", 1)[1])
         mask_path = masks.get(key)
         if mask_path is not None:
@@ -222,7 +257,7 @@ def _write_image(image: ExportImage, out_dir: Path, good: str, log: ProblemLog) 
     if len({region.class_name for region in image.regions}) > 1:
         log.warning(image.path, f"regions of several classes on one image; all written as {folder!r}")
     split = "train" if kind == "ok" and image.split in (None, "train") else "test"
-    inner = strip_layout_prefix(image.path, folder, leading=image.metadata.get("object"))
+    inner = strip_layout_prefix(image.path, folder, leading=image.metadata.get(OBJECT_KEY))
     relative = f"{split}/{folder}/{inner}"
     target = target_path(out_dir, relative, log, image_path=image.path)
     if target is None or not copy_image(image, target, log):

@@ -3,7 +3,8 @@
 Layout::
 
     defectlab.json            classes, images, labels, splits, metadata, regions
-    images/<path>             each image's original bytes, under its project path
+    images/<path>             each image's original bytes, under its project path (a path
+                              that starts with images/ is not nested a second time)
     masks/<path>.<n>.png      mask region n of that image: 8-bit grayscale, 0 or 255
 
 ``defectlab.json``::
@@ -53,12 +54,14 @@ def write_native(export_set: ExportSet, out_dir: Path) -> list[Problem]:
     """Write every image, label, region, split and metadata value without loss."""
     prepare_output_dir(out_dir)
     log = ProblemLog()
+    paths = {image.path for image in export_set.images}
     entries = []
     for image in export_set.images:
-        target = target_path(out_dir, f"images/{image.path}", log, image_path=image.path)
+        file_rel = _file_path(image.path, paths)
+        target = target_path(out_dir, file_rel, log, image_path=image.path)
         if target is None or not copy_image(image, target, log):
             continue
-        entries.append(_image_entry(image, out_dir))
+        entries.append(_image_entry(image, file_rel, out_dir))
 
     document = {
         "format": "defectlab",
@@ -97,7 +100,19 @@ def read_native(root: Path) -> ImportBatch:
     return ImportBatch(FORMAT, classes, images, log.problems)
 
 
-def _image_entry(image: ExportImage, out_dir: Path) -> dict[str, Any]:
+def _file_path(path: str, paths: set[str]) -> str:
+    """Place an image under ``images/``, without doubling a leading ``images/`` folder.
+
+    ``images/train/a.png`` stays as it is unless another image has the path
+    ``train/a.png``, which takes that file name.
+    """
+    first, _, rest = path.partition("/")
+    if first == "images" and rest and rest not in paths:
+        return path
+    return f"images/{path}"
+
+
+def _image_entry(image: ExportImage, file_rel: str, out_dir: Path) -> dict[str, Any]:
     regions = []
     for number, region in enumerate(image.regions):
         entry: dict[str, Any] = {"kind": region.kind, "class": region.class_name}
@@ -113,7 +128,7 @@ def _image_entry(image: ExportImage, out_dir: Path) -> dict[str, Any]:
         regions.append(entry)
     return {
         "path": image.path,
-        "file": f"images/{image.path}",
+        "file": file_rel,
         "width": image.width,
         "height": image.height,
         "split": image.split,

@@ -59,6 +59,9 @@ def read_voc(root: Path) -> ImportBatch:
           inverted or zero-size ``bndbox``.
         * warning: a box clipped to the declared size.
         * warning: an image whose every object was rejected (imported unlabeled).
+        * warning: one for the whole dataset when objects are marked
+          ``<difficult>1</difficult>``; they are imported as ordinary boxes,
+          because a region has no difficult flag.
     """
     log = ProblemLog()
     annotations = find_annotation_folder(root)
@@ -70,9 +73,12 @@ def read_voc(root: Path) -> ImportBatch:
     }
 
     xml_root = annotations if annotations is not None else root
+    difficult: dict[str, int] = {}
     for xml_path in iter_files(xml_root):
         if xml_path.suffix.lower() == ".xml":
-            _read_xml(xml_path, relative_path(xml_path, root), xml_root, images, log)
+            xml_rel = relative_path(xml_path, root)
+            difficult[xml_rel] = _read_xml(xml_path, xml_rel, xml_root, images, log)
+    _report_difficult(difficult, log)
 
     _apply_split_lists(root, images)
     classes = sorted({region.class_name for image in images.values() for region in image.regions})
@@ -119,25 +125,28 @@ def _image_root(root: Path) -> Path:
     return root
 
 
-def _read_xml(xml_path: Path, xml_rel: str, xml_root: Path, images: dict[str, ImportedImage], log: ProblemLog) -> None:
+def _read_xml(xml_path: Path, xml_rel: str, xml_root: Path, images: dict[str, ImportedImage], log: ProblemLog) -> int:
+    """Add one XML file's boxes to its image; return how many of its imported objects are marked difficult."""
     reporter = log.at(xml_rel)
     try:
         tree = ElementTree.parse(xml_path)
     except (OSError, ElementTree.ParseError) as error:
         reporter.error(f"XML could not be parsed ({error}); fix the file")
-        return
+        return 0
 
     document = tree.getroot()
     image = _find_image(document, relative_path(xml_path, xml_root), images)
     if image is None:
         reporter.error(f"no image found for this annotation (filename {document.findtext('filename')!r}); skipped")
-        return
+        return 0
     image.declared_size = _declared_size(document)
     objects = document.findall("object")
+    difficult = 0
     for index, element in enumerate(objects, 1):
         region = _read_object(element, reporter.about(f"object {index}"), image.declared_size)
         if region is not None:
             image.regions.append(region)
+            difficult += (element.findtext("difficult") or "").strip() == "1"
 
     if image.regions:
         image.labeled = True
@@ -145,6 +154,20 @@ def _read_xml(xml_path: Path, xml_rel: str, xml_root: Path, images: dict[str, Im
         reporter.warning(f"every object was rejected; {image.path} imported unlabeled")
     else:
         image.label, image.labeled = OK_CLASS, True
+    return difficult
+
+
+def _report_difficult(difficult: dict[str, int], log: ProblemLog) -> None:
+    files = [rel for rel, count in difficult.items() if count]
+    if not files:
+        return
+    total = sum(difficult.values())
+    log.warning(
+        files[0],
+        f"{total} object(s) in {len(files)} file(s), starting with this one, are marked <difficult>1</difficult>; "
+        "they were imported as ordinary boxes, because defectlab keeps no difficult flag. "
+        "Delete or relabel them if they should not count as defects",
+    )
 
 
 def _find_image(document: ElementTree.Element, xml_rel: str, images: dict[str, ImportedImage]) -> ImportedImage | None:

@@ -27,7 +27,7 @@ from defectlab.formats._shapes import check_normalized_box, check_normalized_pol
 from defectlab.formats._yolo_writer import UNASSIGNED_FOLDER, write_yolo
 from defectlab.formats.records import OK_CLASS, ClassSpec, ImportBatch, ImportedImage, Region
 
-__all__ = ["CONFIG_NAMES", "find_config", "label_path_for", "read_yolo", "write_yolo"]
+__all__ = ["CONFIG_NAMES", "find_config", "find_label_files", "label_path_for", "read_yolo", "write_yolo"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def read_yolo(root: Path) -> ImportBatch:
     root = root.parent if root.is_file() else root
     log = ProblemLog()
     config = _read_config(root, config_path, log)
-    labels = _label_files(root)
+    labels = find_label_files(root)
 
     images = []
     for path in iter_files(root):
@@ -193,13 +193,15 @@ def _add_split_entry(config: YoloConfig, root: Path, base: Path, entry: str, spl
     if not target.exists():
         reporter.warning(f"split folder {entry!r} does not exist; no images are assigned to {split!r} from it")
         return
+    # A folder named for several splits (``val: images/train`` when a dataset
+    # has no validation images) keeps the first: train, then val, then test.
     if target.is_dir():
-        config.split_folders[relative_path(target, root)] = split
+        config.split_folders.setdefault(relative_path(target, root), split)
         return
     for line in target.read_text(encoding="utf-8-sig").splitlines():
         listed = (target.parent / line.strip()).resolve() if line.strip() else None
         if listed is not None and listed.is_relative_to(root.resolve()):
-            config.listed[relative_path(listed, root.resolve())] = split
+            config.listed.setdefault(relative_path(listed, root.resolve()), split)
 
 
 def _split_of(rel: str, config: YoloConfig) -> str | None:
@@ -216,7 +218,8 @@ def _split_of(rel: str, config: YoloConfig) -> str | None:
     return None
 
 
-def _label_files(root: Path) -> dict[str, Path]:
+def find_label_files(root: Path) -> dict[str, Path]:
+    """Return the label text files under ``root`` (in a ``labels`` folder or beside a same-stem image) by relative path."""
     files = {}
     for path in iter_files(root):
         if path.suffix.lower() == ".txt" and path.name.lower() != "classes.txt":

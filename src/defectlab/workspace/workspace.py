@@ -30,7 +30,12 @@ __all__ = ["Workspace", "resolve_root"]
 logger = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_PROJECT_NAME = re.compile(r"^[\w][\w .-]{0,199}$", re.UNICODE)
+# Letters, digits, spaces, '.', '_' and '-'; no space at either end, because
+# a name typed with a stray space would look the same as another project.
+_PROJECT_NAME = re.compile(r"^\w(?:[\w .-]{0,198}[\w.-])?$", re.UNICODE)
+
+# Project names listed in a "does not exist" error; the rest are counted.
+_LISTED_PROJECTS = 10
 
 
 def resolve_root(root: Path | str | None = None) -> Path:
@@ -92,12 +97,21 @@ class Workspace:
     def get_project(self, session: Session, name: str) -> Project:
         project = session.scalar(select(Project).where(Project.name == name))
         if project is None:
-            known = ", ".join(session.scalars(select(Project.name).order_by(Project.name))) or "none yet"
+            names = list(session.scalars(select(Project.name).order_by(Project.name)))
             raise NotFoundError(
-                f"project {name!r} does not exist (projects: {known}); create it with "
+                f"project {name!r} does not exist (projects: {_list_names(names)}); create it with "
                 f"'defectlab project create {name} --task TASK'"
             )
         return project
+
+    def require_project(self, name: str) -> None:
+        """Check that a project exists, before asking a person to confirm an action on it.
+
+        Raises:
+            NotFoundError: No project has this name.
+        """
+        with self.session() as session:
+            self.get_project(session, name)
 
     def list_projects(self) -> list[Project]:
         with self.session() as session:
@@ -120,11 +134,24 @@ class Workspace:
 
 
 def _check_project_name(name: str) -> None:
+    if name != name.strip():
+        raise InvalidInputError(
+            f"project name {name!r} starts or ends with a space; use {name.strip()!r} without the spaces"
+        )
     if not _PROJECT_NAME.match(name):
         raise InvalidInputError(
             f"project name {name!r} is not valid; use 1-200 letters, digits, spaces, '.', '_' or '-', "
             "starting with a letter or digit"
         )
+
+
+def _list_names(names: list[str]) -> str:
+    if not names:
+        return "none yet"
+    listed = ", ".join(names[:_LISTED_PROJECTS])
+    if len(names) <= _LISTED_PROJECTS:
+        return listed
+    return f"{listed} and {len(names) - _LISTED_PROJECTS} more; see 'defectlab project list'"
 
 
 def _configure_sqlite(connection, _record) -> None:  # noqa: ANN001 - DBAPI connection
