@@ -7,17 +7,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from defectlab.cli import app, echo_json, open_workspace
+from defectlab.cli import app, echo_json, flag, open_workspace
 from defectlab.commands.progress import ProgressBar
 from defectlab.errors import DefectlabError, InvalidInputError
 
 
 @app.command("train")
 def train(
-    project: str,
+    project: Annotated[str, typer.Argument(help="Name of the project to train.")],
     setting: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override one setting as NAME=VALUE, such as epochs=20; repeatable.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, including the model id.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print the result as JSON, including the model id.")] = False,
 ) -> None:
     """Train a model on the project's labeled images with settings chosen from the data."""
     from defectlab.training.run import train_project
@@ -65,10 +65,10 @@ def _parse_value(text: str) -> Any:
 
 @app.command("evaluate")
 def evaluate(
-    model: int,
+    model: Annotated[int, typer.Argument(help="Model id, as printed by 'train' and 'models'.")],
     split: Annotated[str, typer.Option(help="Split to evaluate on: train, dev or test.")] = "test",
     report: Annotated[Optional[Path], typer.Option(help="Folder for report.html (default: in the workspace).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Measure a model on one split and write an HTML report."""
     from defectlab.evaluation.runner import evaluate_model
@@ -104,9 +104,9 @@ def describe_evaluation(evaluation) -> list[str]:  # noqa: ANN001 - an Evaluatio
 
 @app.command("predict")
 def predict(
-    model: str,
-    paths: list[Path],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object a line.")] = False,
+    model: Annotated[str, typer.Argument(help="Model id in the workspace, or a model file from 'export-model'.")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
+    as_json: Annotated[bool, flag("--json", help="Print one JSON object a line.")] = False,
     heatmaps: Annotated[Optional[Path], typer.Option(help="Folder for heatmap PNGs (anomaly models).")] = None,
 ) -> None:
     """Predict image files or folders with a model id or a model file."""
@@ -142,7 +142,7 @@ def load_predictor(model: str):  # noqa: ANN201 - a Predictor, imported lazily
 
 
 @app.command("models")
-def list_models(project: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def list_models(project: Annotated[str, typer.Argument(help="Name of the project.")], as_json: Annotated[bool, flag("--json", help="Print JSON.")] = False) -> None:
     """List a project's models with their evaluations."""
     from defectlab.data.summary import summarize_models
 
@@ -164,7 +164,10 @@ def _percent(value: float | None) -> str:
 
 
 @app.command("export-model")
-def export_model(model: int, out: Path) -> None:
+def export_model(
+    model: Annotated[int, typer.Argument(help="Model id, as printed by 'train' and 'models'.")],
+    out: Annotated[Path, typer.Argument(help="File to write, such as model.pt.")],
+) -> None:
     """Write a stored model to one file that 'defectlab predict FILE' can use anywhere."""
     from defectlab.prediction.outputs import write_model_file
 
