@@ -1,10 +1,10 @@
 """EfficientNet-Lite0, the project's own definition, with the pretrained ImageNet weights.
 
-EfficientNet-Lite (Tan and Le, "EfficientNet: Rethinking Model Scaling for
-Convolutional Neural Networks", 2019, in its Lite variant for mobile and edge
-accelerators) differs from EfficientNet-B0 in three ways: ReLU6 replaces swish, the
-blocks have no squeeze-and-excitation, and the stem (32 channels) and head (1280
-channels) are not scaled. Lite0 has 16 inverted-residual (MBConv) blocks:
+EfficientNet-Lite is the mobile variant of EfficientNet (Tan and Le, "EfficientNet:
+Rethinking Model Scaling for Convolutional Neural Networks", 2019). It differs from
+EfficientNet-B0 in three ways. ReLU6 replaces swish, the blocks have no
+squeeze-and-excitation, and the stem (32 channels) and head (1280 channels) are not
+scaled. Lite0 has 16 inverted-residual (MBConv) blocks:
 
 =====  ======  =======  ======  ======  ==========
 stage  blocks  kernel   stride  output  out stride

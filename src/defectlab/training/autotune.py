@@ -62,12 +62,14 @@ _INTEGER_SETTINGS = {"input_height", "input_width", "epochs", "batch_size", "fin
 # Input sizes are multiples of the network's largest stride, 32.
 _STRIDE = 32
 _BASE_SIDE = 224
-# Largest input area for elongated images; about 3.3 times 224 x 224, which keeps
-# prediction of one image under 100 ms on a 2-core CPU in benchmarks/dev_models.py.
+# Largest input area for elongated images, about 3.3 times 224 x 224.
+# NOTE: chosen from backbone timings (about 26 ms for 640 x 256 on 2 cores); the
+# end-to-end prediction time at this size was not confirmed on an idle machine.
 _MAX_AREA = 165_000
 # Nearest-neighbour cost per image, in multiply-adds, that sizes the memory bank.
 _SEARCH_BUDGET = 1.3e9
-_FEATURE_DIM_ANOMALY = 152
+_FEATURE_DIM_ANOMALY = 304
+_PATCH_STRIDE_ANOMALY = 16
 _FEW_EXAMPLES = 10
 
 
@@ -145,7 +147,7 @@ class TrainingPlan:
     augmentations: Augmentations = field(default_factory=Augmentations)
     epochs: int = 12
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     fine_tune: str = "auto"
     fine_tune_blocks: int = 2
     class_weights: dict[str, float] = field(default_factory=dict)
@@ -296,8 +298,7 @@ def _choose_input_size(images: Sequence[ImageStats], task: str, reasons: list[st
     if 1 / 1.5 <= aspect <= 1.5:
         reasons.append(
             f"Images are {size_text} with a median height/width ratio of {aspect:.2f}, so a square input of "
-            f"{_BASE_SIDE} x {_BASE_SIDE} px keeps defects of a few pixels visible at the speed of one image in "
-            "well under 100 ms."
+            f"{_BASE_SIDE} x {_BASE_SIDE} px keeps defects of a few pixels visible and prediction fast."
         )
         return _BASE_SIDE, _BASE_SIDE
 
@@ -398,7 +399,7 @@ def _plan_anomaly(plan: TrainingPlan, images: Sequence[ImageStats], reasons: lis
         )
 
     height, width = plan.input_size
-    patches = (height // 8) * (width // 8)
+    patches = (height // _PATCH_STRIDE_ANOMALY) * (width // _PATCH_STRIDE_ANOMALY)
     size = int(min(20_000, max(1_000, _SEARCH_BUDGET / (patches * _FEATURE_DIM_ANOMALY))) // 500 * 500)
     reasons.append(
         f"{good} good training images: a memory bank of {size} patch features (chosen to cover their "

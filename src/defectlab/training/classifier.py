@@ -489,19 +489,14 @@ def _fine_tune(
     report: Callable[[int], None],
 ) -> tuple[EfficientNetLite0, list[dict[str, float]]]:
     """Train blocks ``split ..`` and the head on cached trunk outputs; keep the epoch with the lowest dev loss."""
-    network = copy.deepcopy(start)
-    if network._fc.out_features != num_classes:
-        network._fc = nn.Linear(FEATURE_DIM, num_classes)
-    trainable = [network._blocks[split:], network._conv_head, network._bn1, network._fc]
-    parameters = [p for module in trainable for p in module.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=plan.learning_rate, weight_decay=1e-4)
-    steps_per_epoch = max(1, math.ceil(data.train.shape[0] // data.copies / plan.batch_size))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=plan.learning_rate, total_steps=plan.epochs * steps_per_epoch, pct_start=0.1)
-
-    history, best = [], (math.inf, copy.deepcopy(network.state_dict()))
     with torch.random.fork_rng():
-        torch.manual_seed(plan.seed)
+        torch.manual_seed(plan.seed)  # the new layer's initial weights and dropout
+        network = copy.deepcopy(start)
+        if network._fc.out_features != num_classes:
+            network._fc = nn.Linear(FEATURE_DIM, num_classes)
+        optimizer, scheduler = _optimizer(network, split, plan, data)
         generator = torch.Generator().manual_seed(plan.seed)
+        history, best = [], (math.inf, copy.deepcopy(network.state_dict()))
         for epoch in range(plan.epochs):
             train_loss = _train_epoch(network, data, split, optimizer, scheduler, plan.batch_size, generator)
             probabilities = _probabilities_from_trunk(network, data.dev, split)
@@ -513,6 +508,20 @@ def _fine_tune(
             report(epoch + 1)
     network.load_state_dict(best[1])
     return network.eval(), history
+
+
+def _optimizer(
+    network: EfficientNetLite0, split: int, plan: TrainingPlan, data: _Data
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Return AdamW over blocks ``split ..`` and the head, with a one-cycle cosine schedule."""
+    trainable = [network._blocks[split:], network._conv_head, network._bn1, network._fc]
+    parameters = [p for module in trainable for p in module.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=plan.learning_rate, weight_decay=1e-4)
+    steps_per_epoch = max(1, math.ceil(data.train.shape[0] // data.copies / plan.batch_size))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=plan.learning_rate, total_steps=plan.epochs * steps_per_epoch, pct_start=0.1
+    )
+    return optimizer, scheduler
 
 
 def _train_epoch(
@@ -545,7 +554,7 @@ def _train_epoch(
         optimizer.step()
         scheduler.step()
         batch_weight = float(data.weights[labels[index]].sum())
-        total += float(loss) * batch_weight
+        total += float(loss.detach()) * batch_weight
         weight_sum += batch_weight
     network.eval()
     return total / max(weight_sum, 1e-12)

@@ -90,7 +90,8 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
     if on_plan is not None:
         on_plan(plan)
 
-    fitted = _fit(workspace, task, labeled, plan, progress)
+    search_scale = not {"input_height", "input_width"} & set(overrides or {})
+    fitted, plan = _fit(workspace, task, labeled, plan, progress, search_scale=search_scale)
     model_id = _register(workspace, project_name, assigned, plan, fitted)
     seconds = time.monotonic() - started
     logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
@@ -137,28 +138,69 @@ def _pixels(workspace: Workspace, images: list[SnapshotImage]) -> StoredPixels:
 
 
 def _fit(workspace: Workspace, task: str, labeled: list[SnapshotImage], plan: TrainingPlan,
-         progress: Progress | None) -> dict[str, Any]:
+         progress: Progress | None, *, search_scale: bool) -> tuple[dict[str, Any], TrainingPlan]:
     train = [image for image in labeled if image.split == "train"]
     dev = [image for image in labeled if image.split == "dev"]
     if task == "anomaly":
-        return _fit_anomaly(workspace, train, dev, plan, progress)
-    return _fit_classifier(workspace, train, dev, plan, progress)
+        return _fit_anomaly(workspace, train, dev, plan, progress, search_scale=search_scale)
+    return _fit_classifier(workspace, train, dev, plan, progress), plan
 
 
 def _fit_anomaly(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
-                 progress: Progress | None) -> dict[str, Any]:
+                 progress: Progress | None, *, search_scale: bool) -> tuple[dict[str, Any], TrainingPlan]:
     from defectlab.training.anomaly import train_anomaly_detector
 
     good = [image for image in train if image.label == OK_CLASS]
-    model = train_anomaly_detector(
-        _pixels(workspace, good), plan,
-        calibration_images=_pixels(workspace, dev),
-        calibration_labels=[int(image.label != OK_CLASS) for image in dev] if dev else None,
-        progress=progress,
-    )
+    dev_labels = [int(image.label != OK_CLASS) for image in dev]
+    candidates = _scaled_plans(plan) if search_scale and 0 < sum(dev_labels) < len(dev_labels) else [plan]
+    best = None
+    for candidate in candidates:
+        model = train_anomaly_detector(
+            _pixels(workspace, good), candidate, calibration_images=_pixels(workspace, dev),
+            calibration_labels=dev_labels if dev else None, progress=progress,
+        )
+        auroc = _dev_auroc(model, _pixels(workspace, dev), dev_labels) if len(candidates) > 1 else None
+        logger.info("anomaly model at input %s: dev AUROC %s", candidate.input_size, auroc)
+        if best is None or auroc > best[0]:
+            best = (auroc, candidate, model)
+    _, plan, model = best
+    if len(candidates) > 1:
+        plan = _explain_scale(plan, candidates)
     return {"state": model.to_dict(), "class_names": [OK_CLASS], "threshold": 0.5,
             "preprocessing": model.preprocessing.to_dict(), "image_ids": [image.image_id for image in good],
-            "loss_history": None}
+            "loss_history": None}, plan
+
+
+SCALES = (1.0, 4 / 7, 3 / 7)
+"""Input scales an anomaly model tries when defective dev images can rank them.
+
+Finer input is not always better: on textured parts a coarser input can
+ignore the texture and keep the defect (on magnetic-tile dev images,
+96 x 96 px scored a higher AUROC than 224 x 224 px).
+"""
+
+
+def _scaled_plans(plan: TrainingPlan) -> list[TrainingPlan]:
+    plans = []
+    for scale in SCALES:
+        height, width = (max(64, int(round(side * scale / 32)) * 32) for side in plan.input_size)
+        if all((height, width) != other.input_size for other in plans):
+            plans.append(replace(plan, input_size=(height, width)))
+    return plans
+
+
+def _dev_auroc(model, images: StoredPixels, labels: list[int]) -> float:  # noqa: ANN001 - an AnomalyModel
+    from sklearn.metrics import roc_auc_score
+
+    scores = model.predict(images, heatmaps=False).raw_scores
+    return float(roc_auc_score(labels, scores))
+
+
+def _explain_scale(plan: TrainingPlan, candidates: list[TrainingPlan]) -> TrainingPlan:
+    sizes = ", ".join(f"{c.input_size[0]} x {c.input_size[1]}" for c in candidates)
+    reason = (f"Input sizes {sizes} px were each trained and ranked by AUROC on the dev images; "
+              f"{plan.input_size[0]} x {plan.input_size[1]} px separated good from defective images best.")
+    return replace(plan, reasons=(*plan.reasons, reason))
 
 
 def _fit_classifier(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
@@ -175,7 +217,12 @@ def _fit_classifier(workspace: Workspace, train: list[SnapshotImage], dev: list[
     )
     return {"state": model.to_dict(), "class_names": class_names, "threshold": model.threshold,
             "preprocessing": model.preprocessing.to_dict(), "image_ids": [image.image_id for image in train],
-            "loss_history": model.loss_history}
+            "loss_history": _loss_curves(model.loss_history)}
+
+
+def _loss_curves(history: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Turn one dict per epoch into one list per curve, as the report plots them."""
+    return {"train": [entry["train_loss"] for entry in history], "dev": [entry["dev_loss"] for entry in history]}
 
 
 def _register(workspace: Workspace, project_name: str, assigned: dict[int, str], plan: TrainingPlan,

@@ -20,15 +20,23 @@ TEST_FRACTION = 0.2
 
 
 def assign_splits(images: list[SnapshotImage], *, task: str, seed: int = 0) -> dict[int, str]:
-    """Return ``{image_id: split}`` for labeled images whose split is None.
+    """Return ``{image_id: split}`` for the labeled images that need a split.
+
+    Those are the images whose split is None. When no labeled image is in dev
+    or test, the ``train`` images count too, because a model needs held-out
+    images to be chosen and measured; a YOLO dataset, for one, may file every
+    image under ``train``. For anomaly projects they also include
+    defective ``train`` images, because such a model trains on good images only.
 
     Classification images are split per class into train, dev and test, with
-    at least one image of each class left for training. Anomaly models train
-    on good images only, so defective images go to dev and test alone.
+    at least one image of each class left for training. Defective images of an
+    anomaly project go to dev and test alone.
     """
+    labeled = [image for image in images if image.label is not None]
+    held_out = any(image.split in ("dev", "test") for image in labeled)
     groups: dict[str, list[SnapshotImage]] = defaultdict(list)
-    for image in images:
-        if image.split is None and image.label is not None:
+    for image in labeled:
+        if _needs_split(image, task=task, held_out=held_out):
             groups[image.label].append(image)
 
     assigned: dict[int, str] = {}
@@ -38,6 +46,14 @@ def assign_splits(images: list[SnapshotImage], *, task: str, seed: int = 0) -> d
         for image, split in zip(ordered, _split_names(len(ordered), calibration_only=defective_anomaly)):
             assigned[image.image_id] = split
     return assigned
+
+
+def _needs_split(image: SnapshotImage, *, task: str, held_out: bool) -> bool:
+    if image.split is None:
+        return True
+    if image.split != "train":
+        return False
+    return not held_out or (task == "anomaly" and image.label != OK_CLASS)
 
 
 def _split_names(count: int, *, calibration_only: bool) -> list[str]:

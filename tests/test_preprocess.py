@@ -1,0 +1,113 @@
+"""Preprocessing: intensity window, resizing and normalization."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from defectlab.errors import InvalidInputError
+from defectlab.models.preprocess import LITE_MEAN, LITE_STD, Preprocessing, fit_preprocessing, to_tensor
+
+
+def _narrow_16bit(rng: np.random.Generator, *, with_patch: bool) -> np.ndarray:
+    """A 16-bit image with background near 900 and, optionally, a 1150 patch at rows/cols 20..40."""
+    pixels = rng.normal(900, 8, size=(120, 100)).clip(0, 65535).astype(np.uint16)
+    if with_patch:
+        pixels[20:40, 20:40] = 1150
+    return pixels
+
+
+def _to_window(tensor: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """Undo the normalization of channel 0, giving values in the 0..1 window."""
+    return tensor[0] * prep.std[0] + prep.mean[0]
+
+
+def test_narrow_16bit_patch_stays_visible():
+    rng = np.random.default_rng(0)
+    prep = fit_preprocessing([_narrow_16bit(rng, with_patch=False) for _ in range(5)], (60, 50))
+
+    window = _to_window(to_tensor(_narrow_16bit(rng, with_patch=True), prep), prep)
+
+    assert 850 < prep.window[0] < 900 < prep.window[1] < 1000
+    assert float(window[12:18, 12:18].mean()) > 0.95  # the patch, at half resolution
+    assert float(window[40:, 30:].mean()) < 0.7
+    assert float(window[12:18, 12:18].mean() - window[40:, 30:].mean()) > 0.4
+
+
+def test_output_shape_dtype_and_gray_replicated():
+    prep = Preprocessing(input_size=(32, 48), window=(0.0, 255.0))
+    pixels = np.arange(100 * 70, dtype=np.uint32).reshape(100, 70).astype(np.uint8)
+
+    tensor = to_tensor(pixels, prep)
+
+    assert tensor.shape == (3, 32, 48)
+    assert tensor.dtype == torch.float32
+    assert torch.equal(tensor[0], tensor[1])
+    assert torch.equal(tensor[0], tensor[2])
+
+
+def test_window_maps_to_normalized_range():
+    prep = Preprocessing(input_size=(32, 32), window=(100.0, 200.0))
+    dark = np.full((32, 32), 50, dtype=np.uint8)
+    bright = np.full((32, 32), 250, dtype=np.uint8)
+
+    assert torch.allclose(to_tensor(dark, prep)[0], torch.tensor(-LITE_MEAN[0] / LITE_STD[0]))
+    assert torch.allclose(to_tensor(bright, prep)[0], torch.tensor((1 - LITE_MEAN[0]) / LITE_STD[0]))
+
+
+def test_rgb_channels_kept_apart():
+    prep = Preprocessing(input_size=(32, 32), window=(0.0, 255.0))
+    pixels = np.zeros((40, 40, 3), dtype=np.uint8)
+    pixels[..., 0] = 255
+
+    tensor = to_tensor(pixels, prep)
+
+    assert float(tensor[0].mean()) > 0.9
+    assert float(tensor[1].mean()) < -0.9
+
+
+def test_same_input_gives_identical_tensor():
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 4096, size=(211, 157), dtype=np.uint16)
+    prep = fit_preprocessing([pixels], (64, 64))
+
+    assert torch.equal(to_tensor(pixels, prep), to_tensor(pixels.copy(), prep))
+
+
+def test_dict_round_trip():
+    prep = Preprocessing(input_size=(640, 256), window=(12.5, 3000.0))
+
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        (np.zeros((10, 10), dtype=np.float64), "dtype float64"),
+        (np.zeros((10, 10, 4), dtype=np.uint8), "shape"),
+        (np.zeros((0, 10), dtype=np.uint8), "no pixels"),
+    ],
+)
+def test_invalid_pixels_rejected(pixels, message):
+    prep = Preprocessing(input_size=(32, 32), window=(0.0, 255.0))
+
+    with pytest.raises(InvalidInputError, match=message):
+        to_tensor(pixels, prep)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_size": (16, 64), "window": (0.0, 1.0)}, "at least 32"),
+        ({"input_size": (64, 64), "window": (5.0, 5.0)}, "greater than 'low'"),
+    ],
+)
+def test_invalid_settings_rejected(kwargs, message):
+    with pytest.raises(InvalidInputError, match=message):
+        Preprocessing(**kwargs)
+
+
+def test_fit_without_images_rejected():
+    with pytest.raises(InvalidInputError, match="no training image"):
+        fit_preprocessing([], (64, 64))
