@@ -36,8 +36,10 @@ class Engine(Protocol):
 class _ClassificationEngine:
     def __init__(self, state: dict[str, Any], class_names: list[str]) -> None:
         from defectlab.training.classifier import ClassifierModel
+        from defectlab.training.patches import PatchClassifier
 
-        self.model = ClassifierModel.from_dict(state)
+        saved = {key: value for key, value in state.items() if key != "kind"}
+        self.model = PatchClassifier.from_dict(saved) if state.get("kind") == "patches" else ClassifierModel.from_dict(saved)
         self.ok_index = class_names.index(OK_CLASS) if OK_CLASS in class_names else None
 
     def score(self, images: Sequence[np.ndarray], *, heatmaps: bool) -> EngineOutput:

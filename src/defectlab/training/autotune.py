@@ -38,7 +38,7 @@ OK_CLASS = "ok"
 TASKS = ("classification", "anomaly")
 """Task types the auto-tuner plans for."""
 
-_CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {"fine_tune": ("auto", "always", "never")}
+_CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {"fine_tune": ("auto", "always", "never"), "head": ("patches", "global")}
 _BOOL_SETTINGS = ("horizontal_flip", "vertical_flip", "rotate_90")
 
 SETTING_RANGES: dict[str, tuple[float, float]] = {
@@ -130,6 +130,10 @@ class TrainingPlan:
             fine-tuned model and keeps the better one on dev images; ``"always"``
             or ``"never"`` force one of them.
         fine_tune_blocks: Number of last network blocks that fine-tuning updates.
+        head: Classification model: ``"patches"`` scores every patch and pools the
+            scores (``defectlab.training.patches``); ``"global"`` classifies the
+            pooled image feature, with a linear or fine-tuned head
+            (``defectlab.training.classifier``).
         class_weights: Loss weight per class name; mean weight over the training
             images is 1.
         memory_bank_size: Patch features kept by anomaly detection.
@@ -149,6 +153,7 @@ class TrainingPlan:
     batch_size: int = 32
     learning_rate: float = 3e-4
     fine_tune: str = "auto"
+    head: str = "patches"
     fine_tune_blocks: int = 2
     class_weights: dict[str, float] = field(default_factory=dict)
     memory_bank_size: int = 10_000
@@ -348,10 +353,10 @@ def _plan_classification(
     square = plan.input_size[0] == plan.input_size[1]
     augmentations = Augmentations(rotate_90=square)
     reasons.append(
-        f"{total} training images: the last blocks are fine-tuned for {epochs} epochs on flipped"
-        f"{', rotated' if square else ''} and slightly brightened or darkened copies (at most 5 % of the "
-        "intensity window, so a defect stays visible), and kept only if they beat a linear classifier on "
-        "frozen features on the dev images."
+        f"{total} training images: every 16 x 16-pixel patch is scored for every class from frozen pretrained "
+        "features, and one defective patch is enough to call the image defective, so small defects are not "
+        "averaged away; the head trains on flipped copies and keeps the epoch with the lowest dev loss "
+        "(set head=global for a classifier of the whole-image feature with fine-tuned last blocks)."
     )
     return replace(plan, class_weights=weights, epochs=epochs, augmentations=augmentations)
 

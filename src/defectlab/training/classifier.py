@@ -248,7 +248,7 @@ def train_classifier(
 
     model = _select_head(network, data, class_names, prep, split, plan, lambda epoch: report(len(train_view) + len(dev_images) + epoch, total, "Fine-tuning"))
     dev_probabilities = _probabilities_from_trunk(model.network, dev_cache, split)
-    model.threshold = _choose_defect_threshold(model, dev_probabilities, dev_label_array, escape_cost=plan.escape_cost)
+    model.threshold = choose_defect_threshold(model, dev_probabilities, dev_label_array, escape_cost=plan.escape_cost)
     logger.info("Classifier head %s, defect threshold %.3f on %d dev images", model.head, model.threshold, len(dev_label_array))
     report(total, total, "Done")
     return model
@@ -560,7 +560,7 @@ def _train_epoch(
     return total / max(weight_sum, 1e-12)
 
 
-def _choose_defect_threshold(
+def choose_defect_threshold(
     model: ClassifierModel, probabilities: np.ndarray, labels: np.ndarray, *, escape_cost: float
 ) -> float:
     """Return the defect-score threshold in ``[0.05, 0.5]`` with the lowest dev cost.

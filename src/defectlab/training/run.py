@@ -206,16 +206,19 @@ def _explain_scale(plan: TrainingPlan, candidates: list[TrainingPlan]) -> Traini
 def _fit_classifier(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
                     progress: Progress | None) -> dict[str, Any]:
     from defectlab.training.classifier import train_classifier
+    from defectlab.training.patches import train_patch_classifier
 
     class_names = sorted({image.label for image in train}, key=lambda name: (name != OK_CLASS, name))
     index = {name: position for position, name in enumerate(class_names)}
     dev = [image for image in dev if image.label in index]
-    model = train_classifier(
+    trainer = train_patch_classifier if plan.head == "patches" and dev else train_classifier
+    model = trainer(
         _pixels(workspace, train), np.array([index[image.label] for image in train]), class_names, plan,
         dev_images=_pixels(workspace, dev), dev_labels=np.array([index[image.label] for image in dev], dtype=int),
         progress=progress,
     )
-    return {"state": model.to_dict(), "class_names": class_names, "threshold": model.threshold,
+    return {"state": {"kind": plan.head if trainer is train_patch_classifier else "global", **model.to_dict()},
+            "class_names": class_names, "threshold": model.threshold,
             "preprocessing": model.preprocessing.to_dict(), "image_ids": [image.image_id for image in train],
             "loss_history": _loss_curves(model.loss_history)}
 

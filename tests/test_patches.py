@@ -1,0 +1,70 @@
+"""Patch classifier: small defects found, saved and restored exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defectlab.errors import InvalidInputError, TrainingError
+from defectlab.samples import draw_part
+from defectlab.training.autotune import ImageStats, plan_training
+from defectlab.training.patches import PatchClassifier, train_patch_classifier
+
+CLASSES = ["ok", "scratch", "spot"]
+
+
+def dataset(count: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for index in range(count):
+        label = index % 3
+        pixels, _ = draw_part(rng, size=96, defect=None if label == 0 else CLASSES[label])
+        images.append(pixels)
+        labels.append(label)
+    return images, np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[PatchClassifier, list[np.ndarray], np.ndarray]:
+    images, labels = dataset(36, seed=1)
+    dev_images, dev_labels = dataset(12, seed=2)
+    stats = [ImageStats(96, 96, label=CLASSES[label], split="train") for label in labels]
+    plan = plan_training(stats, "classification", {"input_height": 96, "input_width": 96})
+    model = train_patch_classifier(images, labels, CLASSES, plan, dev_images=dev_images, dev_labels=dev_labels)
+    test_images, test_labels = dataset(15, seed=3)
+    return model, test_images, test_labels
+
+
+def test_patch_classifier_separates_classes(trained) -> None:
+    model, images, labels = trained
+    probabilities = model.predict_proba(images)
+    assert probabilities.shape == (15, 3)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert np.mean(probabilities.argmax(axis=1) == labels) >= 0.9
+
+
+def test_defect_scores_rank_defects_first(trained) -> None:
+    model, images, labels = trained
+    scores = model.defect_scores(model.predict_proba(images))
+    assert scores[labels != 0].min() > scores[labels == 0].max()
+
+
+def test_round_trip_gives_identical_probabilities(trained) -> None:
+    model, images, _ = trained
+    restored = PatchClassifier.from_dict(model.to_dict())
+    assert np.array_equal(restored.predict_proba(images), model.predict_proba(images))
+    assert restored.threshold == model.threshold
+    assert len(restored.loss_history) == len(model.loss_history)
+
+
+def test_foreign_dict_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="PatchClassifier.to_dict"):
+        PatchClassifier.from_dict({"format": "something else"})
+
+
+def test_training_needs_dev_images() -> None:
+    images, labels = dataset(6, seed=4)
+    stats = [ImageStats(96, 96, label=CLASSES[label], split="train") for label in labels]
+    plan = plan_training(stats, "classification")
+    with pytest.raises(TrainingError, match="dev image"):
+        train_patch_classifier(images, labels, CLASSES, plan, dev_images=[], dev_labels=[])
