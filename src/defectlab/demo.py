@@ -46,7 +46,8 @@ def run_demo(*, data: Path | None, out: Path, echo: Callable[[str], None]) -> li
     source = data or find_demo_data()
     if source is None:
         source = write_class_folders(out.parent / "demo-images")
-        echo(f"no dataset found; generated {sum(1 for _ in source.rglob('*.png'))} images in {source}")
+        count = sum(1 for path in source.rglob("*.png") if not path.stem.endswith("_mask"))
+        echo(f"no dataset found; generated {count} images with defect masks in {source}")
     _reset(out)
     workspace = Workspace.open(out)
     echo(f"workspace: {out}\nimages: {source}")
@@ -73,13 +74,16 @@ def _run_task(workspace: Workspace, source: Path, task: str, echo: Callable[[str
     echo(f"\n== {task}: project {name!r}")
     workspace.create_project(name, task)
     report = import_path(workspace, name, source)
-    echo(f"imported {report.added} images as {report.format}: "
+    echo(f"imported {report.added} images (detected format: {report.format}): "
          + ", ".join(f"{label} {count}" for label, count in sorted(report.per_class.items())))
     if report.problems:
-        echo(f"{len(report.problems)} import problems; the first: {report.problems[0]}")
+        errors = sum(1 for problem in report.problems if problem.severity == "error")
+        echo(f"import found {errors} errors and {len(report.problems) - errors} warnings; the first: "
+             f"{report.problems[0]} (all are listed by 'defectlab import PROJECT PATH')")
 
     result = train_project(workspace, name, on_plan=lambda plan: _show_plan(plan, echo))
-    echo(f"trained model {result.model_id} in {result.seconds:.0f} s")
+    height, width = result.plan.input_size
+    echo(f"trained model {result.model_id} in {result.seconds:.0f} s at an input of {height} x {width} px")
     run = evaluate_model(workspace, result.model_id, split="test")
     _predict_held_back(workspace, result.model_id, source, echo)
     figures = run.evaluation

@@ -87,7 +87,7 @@ def import_data(
     if as_json:
         echo_json(report.to_dict())
         return
-    typer.echo(f"imported {path} as {report.format}: {report.added} added, {report.updated} updated, "
+    typer.echo(f"imported {path} (format: {report.format}): {report.added} added, {report.updated} updated, "
                f"{report.unchanged} unchanged, {report.skipped} skipped")
     typer.echo("per class (images): " + _counts(report.per_class))
     if report.regions_per_class:

@@ -29,8 +29,9 @@ def train(
     if as_json:
         echo_json(result.to_dict())
         return
-    typer.echo(f"model {result.model_id} trained in {result.seconds:.0f} s (threshold {result.threshold:.3f}); "
-               f"evaluate it with 'defectlab evaluate {result.model_id}'")
+    height, width = result.plan.input_size
+    typer.echo(f"model {result.model_id} trained in {result.seconds:.0f} s (input {height} x {width} px, "
+               f"threshold {result.threshold:.3f}); evaluate it with 'defectlab evaluate {result.model_id}'")
 
 
 def _show_plan(plan) -> None:  # noqa: ANN001 - a TrainingPlan

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
 
+from defectlab.data.regions import png_to_mask
 from defectlab.images import decode_image
 from defectlab.workspace.store import BlobStore
 
-__all__ = ["StoredPixels"]
+__all__ = ["StoredMasks", "StoredPixels"]
 
 
 class StoredPixels(Sequence):
@@ -31,3 +33,35 @@ class StoredPixels(Sequence):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return decode_image(self.blobs.get(self.digests[index]), source=self.names[index]).pixels
+
+
+class StoredMasks(Sequence):
+    """Per snapshot image, the union of its labeled regions as a boolean ``(H, W)`` mask, or None.
+
+    Masks are decoded from their blobs; boxes and polygons are filled in.
+    Images without regions give None.
+    """
+
+    def __init__(self, blobs: BlobStore, images: Sequence) -> None:  # noqa: ANN001 - SnapshotImage items
+        self.blobs = blobs
+        self.images = list(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> np.ndarray | None:
+        image = self.images[index]
+        if not image.regions:
+            return None
+        canvas = Image.new("1", (image.width, image.height), 0)
+        draw = ImageDraw.Draw(canvas)
+        union = np.zeros((image.height, image.width), dtype=bool)
+        for region in image.regions:
+            if region["kind"] == "mask":
+                union |= png_to_mask(self.blobs.get(region["mask_sha256"]))
+            elif region["kind"] == "box":
+                draw.rectangle(region["geometry"], fill=1)
+            else:
+                points = region["geometry"]
+                draw.polygon(list(zip(points[0::2], points[1::2])), fill=1)
+        return union | np.asarray(canvas, dtype=bool)

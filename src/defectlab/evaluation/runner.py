@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 REPORTED_ERRORS = 24
 """Worst errors shown as thumbnails in the report."""
 
+_UNUSED_SETTINGS = {
+    "anomaly": {"epochs", "batch_size", "learning_rate", "fine_tune", "fine_tune_blocks", "head", "class_weights",
+                "augmentations"},
+    "classification": {"memory_bank_size", "calibration_fraction"},
+}
+"""Plan settings that a task's model does not read, left out of its report."""
+
 
 @dataclass
 class EvaluationRun:
@@ -135,7 +142,8 @@ def _report(folder: Path, artifact: dict[str, Any], model_id: int, split: str, e
                    pred_label=predictions[i].label, score=predictions[i].score, heatmap=heatmaps[i])
         for i in worst
     ]
-    settings = dict(artifact.get("settings") or {})
+    settings = {key: value for key, value in (artifact.get("settings") or {}).items()
+                if key not in _UNUSED_SETTINGS[predictor.task]}
     reasons = settings.pop("reasons", [])
     return write_report(
         folder, title=f"{artifact.get('project', 'project')}: model {model_id} on the {split} split",

@@ -57,7 +57,6 @@ _FORMAT_VERSION = 1
 _HIDDEN = 128
 _SHARPNESS = 5.0
 """Sharpness of the log-sum-exp pooling: 5 lets a few patches decide without ignoring the rest."""
-_EPOCHS = 30
 _LEARNING_RATE = 3e-3
 _BATCH = 16
 _COPIES = ("identity", "horizontal_flip", "vertical_flip", "rotate_180")
@@ -73,9 +72,17 @@ class _PatchHead(nn.Module):
         self.register_buffer("std", torch.ones(1, channels, 1, 1))
         self.ok_index = ok_index
 
+    def patch_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Map cached features ``(N, 344, h, w)`` to patch logits ``(N, classes, h, w)``."""
+        return self.score((features.float() - self.mean) / self.std)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Map cached features ``(N, 344, h, w)`` to image logits ``(N, classes)``."""
-        patches = self.score((features.float() - self.mean) / self.std).flatten(2)
+        return self.pool(self.patch_logits(features))
+
+    def pool(self, patch_logits: torch.Tensor) -> torch.Tensor:
+        """Pool patch logits ``(N, classes, h, w)`` into image logits ``(N, classes)``."""
+        patches = patch_logits.flatten(2)
         count = patches.shape[2]
         logits = torch.logsumexp(_SHARPNESS * patches, dim=2) / _SHARPNESS - math.log(count) / _SHARPNESS
         if self.ok_index is None:
@@ -173,6 +180,7 @@ def _channels() -> int:
 
 def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], class_names: Sequence[str],
                            plan: TrainingPlan, *, dev_images: Sequence[np.ndarray], dev_labels: Sequence[int],
+                           masks: Sequence[np.ndarray | None] | None = None,
                            progress: Progress | None = None) -> PatchClassifier:
     """Train the patch head on frozen features; keep the epoch with the lowest dev loss.
 
@@ -180,9 +188,12 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
         images: Training pixels, read once each; a lazy sequence keeps memory bounded.
         labels: Class index per training image.
         class_names: Class per index; ``ok`` is the no-defect class.
-        plan: Uses ``input_size``, ``class_weights``, ``escape_cost`` and ``seed``.
+        plan: Uses ``input_size``, ``epochs``, ``class_weights``, ``escape_cost`` and ``seed``.
         dev_images: Held-out images that pick the epoch and the threshold (at least one).
         dev_labels: Class index per dev image.
+        masks: Per training image, a boolean ``(H, W)`` defect mask or None. Where
+            given, patches inside the mask learn the image's class and patches
+            well outside it learn ``ok``, on top of the image-level loss.
 
     Raises:
         TrainingError: Fewer than two classes in training, or no dev image.
@@ -197,17 +208,19 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
 
     prep = fit_preprocessing((images[i] for i in range(len(images))), plan.input_size, seed=plan.seed)
     backbone = load_efficientnet_lite0()
-    total = len(images) + len(dev_images) + _EPOCHS
+    total = len(images) + len(dev_images) + plan.epochs
     cache = _cache(backbone, images, prep, _COPIES, lambda done: report(done, total, "Extracting features"))
+    names = list(class_names)
+    ok_index = names.index(OK_CLASS) if OK_CLASS in names else None
+    targets = _patch_targets(masks, train_labels, ok_index, plan.input_size, cache[0].shape[-2:])
     dev_cache = _cache(backbone, dev_images, prep, ("identity",),
                        lambda done: report(len(images) + done, total, "Extracting dev features"))[0]
 
-    names = list(class_names)
-    head = _PatchHead(_channels(), len(names), names.index(OK_CLASS) if OK_CLASS in names else None)
+    head = _PatchHead(_channels(), len(names), ok_index)
     head.mean.copy_(cache[0].float().mean(dim=(0, 2, 3), keepdim=True))
     head.std.copy_(cache[0].float().std(dim=(0, 2, 3), keepdim=True) + 1e-3)
     weights = torch.tensor([plan.class_weights.get(name, 1.0) for name in names], dtype=torch.float32)
-    history = _train(head, cache, train_labels, dev_cache, dev_targets, weights, rng,
+    history = _train(head, cache, targets, train_labels, dev_cache, dev_targets, weights, rng, plan.epochs,
                      lambda epoch: report(len(images) + len(dev_images) + epoch, total, "Training the patch head"))
 
     model = PatchClassifier(prep, names, head, loss_history=history, backbone=backbone)
@@ -239,18 +252,19 @@ def _transform(batch: torch.Tensor, name: str) -> torch.Tensor:
     return batch
 
 
-def _train(head: _PatchHead, cache: list[torch.Tensor], labels: torch.Tensor, dev_cache: torch.Tensor,
-           dev_labels: torch.Tensor, weights: torch.Tensor, rng: np.random.Generator,
+def _train(head: _PatchHead, cache: list[torch.Tensor], targets: torch.Tensor | None, labels: torch.Tensor,
+           dev_cache: torch.Tensor,
+           dev_labels: torch.Tensor, weights: torch.Tensor, rng: np.random.Generator, epochs: int,
            report: Callable[[int], None]) -> list[dict[str, float]]:
     batch_size = 32
     optimizer = torch.optim.AdamW(head.parameters(), lr=_LEARNING_RATE, weight_decay=1e-3)
-    steps = _EPOCHS * max(1, -(-len(labels) // batch_size))
+    steps = epochs * max(1, -(-len(labels) // batch_size))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, _LEARNING_RATE, total_steps=steps, pct_start=0.2)
     history: list[dict[str, float]] = []
     best = (math.inf, copy.deepcopy(head.state_dict()))
-    for epoch in range(_EPOCHS):
+    for epoch in range(epochs):
         head.train()
-        train_loss = _epoch(head, optimizer, schedule, cache, labels, weights, rng, batch_size)
+        train_loss = _epoch(head, optimizer, schedule, cache, targets, labels, weights, rng, batch_size)
         head.eval()
         probabilities = _probabilities(head, dev_cache)
         dev_loss = float(F.nll_loss(torch.log(torch.as_tensor(probabilities) + 1e-9), dev_labels, weight=weights))
@@ -265,20 +279,62 @@ def _train(head: _PatchHead, cache: list[torch.Tensor], labels: torch.Tensor, de
 
 
 def _epoch(head: _PatchHead, optimizer: torch.optim.Optimizer, schedule: Any, cache: list[torch.Tensor],
-           labels: torch.Tensor, weights: torch.Tensor, rng: np.random.Generator, batch_size: int) -> float:
+           targets: torch.Tensor | None, labels: torch.Tensor, weights: torch.Tensor, rng: np.random.Generator,
+           batch_size: int) -> float:
     order = rng.permutation(len(labels))
     copies = rng.integers(0, len(cache), len(order))
     total = 0.0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        inputs = torch.stack([cache[c][r] for c, r in zip(copies[start:start + batch_size], rows)])
-        loss = F.cross_entropy(head(inputs), labels[rows], weight=weights)
+        chosen = copies[start:start + batch_size]
+        inputs = torch.stack([cache[c][r] for c, r in zip(chosen, rows)])
+        patch_logits = head.patch_logits(inputs)
+        loss = F.cross_entropy(head.pool(patch_logits), labels[rows], weight=weights)
+        if targets is not None:
+            grid = torch.stack([_transform(targets[r][None, None], _COPIES[c])[0, 0] for c, r in zip(chosen, rows)])
+            if (grid >= 0).any():
+                loss = loss + F.cross_entropy(patch_logits, grid, weight=weights, ignore_index=-1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
         total += loss.item() * len(rows)
     return total / max(len(order), 1)
+
+
+_INSIDE = 0.25
+"""Share of a patch the mask must cover for the patch to learn the defect class."""
+
+
+def _patch_targets(masks: Sequence[np.ndarray | None] | None, labels: torch.Tensor, ok_index: int | None,
+                   input_size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor | None:
+    """Return int64 ``(N, h, w)`` patch classes: -1 where unknown, ``ok`` where no defect can be.
+
+    Good images teach ``ok`` on every patch; an image with a mask teaches its
+    class where the mask covers at least ``_INSIDE`` of a patch and ``ok`` where
+    it covers nothing. Patches of defective images without masks stay unknown.
+    """
+    if masks is None or ok_index is None or not any(mask is not None for mask in masks):
+        return None
+    targets = torch.full((len(labels), *grid), -1, dtype=torch.long)
+    for row, (mask, label) in enumerate(zip(masks, labels.tolist())):
+        if label == ok_index:
+            targets[row] = ok_index
+        elif mask is not None:
+            cover = _mask_cover(mask, input_size, grid)
+            targets[row][cover == 0] = ok_index
+            targets[row][cover >= _INSIDE] = label
+    return targets
+
+
+def _mask_cover(mask: np.ndarray, input_size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """Return the share of each patch that ``mask``, resized to the input, covers, float ``(h, w)``."""
+    from PIL import Image
+
+    height, width = input_size
+    resized = np.asarray(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255).resize((width, height), Image.NEAREST))
+    plane = torch.as_tensor(resized > 0, dtype=torch.float32)[None, None]
+    return F.adaptive_avg_pool2d(plane, grid)[0, 0]
 
 
 def _probabilities(head: _PatchHead, features: torch.Tensor) -> np.ndarray:

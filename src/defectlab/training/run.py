@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from defectlab.data.pixels import StoredPixels
+from defectlab.data.pixels import StoredMasks, StoredPixels
 from defectlab.data.snapshot import SnapshotImage, freeze_image, take_snapshot
 from defectlab.errors import TrainingError
 from defectlab.formats.records import OK_CLASS
@@ -86,7 +86,9 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
 
     plan = plan_training([_stats(image) for image in labeled], task, overrides)
     for warning in plan.warnings:
-        logger.warning("%s", warning)
+        logger.info("plan warning: %s", warning)
+    if task == "anomaly" and _can_rank_scales(labeled) and not {"input_height", "input_width"} & set(overrides or {}):
+        plan = _announce_scales(plan)
     if on_plan is not None:
         on_plan(plan)
 
@@ -180,6 +182,19 @@ ignore the texture and keep the defect (on magnetic-tile dev images,
 """
 
 
+def _can_rank_scales(labeled: list[SnapshotImage]) -> bool:
+    dev = [image.label != OK_CLASS for image in labeled if image.split == "dev"]
+    return 0 < sum(dev) < len(dev)
+
+
+def _announce_scales(plan: TrainingPlan) -> TrainingPlan:
+    sizes = " px, ".join(f"{c.input_size[0]} x {c.input_size[1]}" for c in _scaled_plans(plan))
+    reason = (f"Defective dev images are available, so input sizes {sizes} px are each trained and the one "
+              "that best separates good from defective dev images (AUROC) is kept; coarser input can ignore "
+              "surface texture that finer input mistakes for defects.")
+    return replace(plan, reasons=(*plan.reasons, reason))
+
+
 def _scaled_plans(plan: TrainingPlan) -> list[TrainingPlan]:
     plans = []
     for scale in SCALES:
@@ -199,7 +214,8 @@ def _dev_auroc(model, images: StoredPixels, labels: list[int]) -> float:  # noqa
 def _explain_scale(plan: TrainingPlan, candidates: list[TrainingPlan]) -> TrainingPlan:
     sizes = ", ".join(f"{c.input_size[0]} x {c.input_size[1]}" for c in candidates)
     reason = (f"Input sizes {sizes} px were each trained and ranked by AUROC on the dev images; "
-              f"{plan.input_size[0]} x {plan.input_size[1]} px separated good from defective images best.")
+              f"{plan.input_size[0]} x {plan.input_size[1]} px separated good from defective images best "
+              "and is the size this model uses.")
     return replace(plan, reasons=(*plan.reasons, reason))
 
 
@@ -212,10 +228,11 @@ def _fit_classifier(workspace: Workspace, train: list[SnapshotImage], dev: list[
     index = {name: position for position, name in enumerate(class_names)}
     dev = [image for image in dev if image.label in index]
     trainer = train_patch_classifier if plan.head == "patches" and dev else train_classifier
+    extra = {"masks": StoredMasks(workspace.blobs, train)} if trainer is train_patch_classifier else {}
     model = trainer(
         _pixels(workspace, train), np.array([index[image.label] for image in train]), class_names, plan,
         dev_images=_pixels(workspace, dev), dev_labels=np.array([index[image.label] for image in dev], dtype=int),
-        progress=progress,
+        progress=progress, **extra,
     )
     return {"state": {"kind": plan.head if trainer is train_patch_classifier else "global", **model.to_dict()},
             "class_names": class_names, "threshold": model.threshold,
