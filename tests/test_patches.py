@@ -68,3 +68,26 @@ def test_training_needs_dev_images() -> None:
     plan = plan_training(stats, "classification")
     with pytest.raises(TrainingError, match="dev image"):
         train_patch_classifier(images, labels, CLASSES, plan, dev_images=[], dev_labels=[])
+
+
+def test_predictor_same_score_for_every_form(trained) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from defectlab.models.artifact import new_artifact
+    from defectlab.prediction.predictor import Predictor
+
+    model, images, _ = trained
+    artifact = new_artifact(task="classification", class_names=CLASSES, threshold=model.threshold,
+                            preprocessing=model.preprocessing.to_dict(), state={"kind": "patches", **model.to_dict()},
+                            settings={})
+    predictor = Predictor(artifact)
+    stream = io.BytesIO()
+    Image.fromarray(images[1]).save(stream, format="PNG")
+    forms = [images[1], Image.fromarray(images[1]), stream.getvalue(), base64.b64encode(stream.getvalue()).decode()]
+    predictions = predictor.predict_sources(forms)
+    assert len({p.label for p in predictions}) == 1
+    for prediction in predictions[1:]:
+        assert prediction.score == pytest.approx(predictions[0].score, abs=1e-6)

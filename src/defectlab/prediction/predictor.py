@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -16,12 +19,15 @@ from defectlab.images import decode_image
 from defectlab.models.artifact import load_artifact
 from defectlab.prediction.engines import build_engine
 
-__all__ = ["ANOMALY_LABEL", "Prediction", "Predictor", "iter_image_files"]
+__all__ = ["ANOMALY_LABEL", "ImageSource", "Prediction", "Predictor", "iter_image_files", "to_pixels"]
 
 logger = logging.getLogger(__name__)
 
 ANOMALY_LABEL = "anomaly"
 """Label of an image an anomaly model calls defective; such a model cannot tell defect classes apart."""
+
+ImageSource = Union[str, Path, bytes, np.ndarray, "PIL.Image.Image"]
+"""An image as the Python API takes it; see ``to_pixels`` for the channel-order contract."""
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 _BATCH = 8
@@ -84,6 +90,12 @@ class Predictor:
                 results.append(self._assemble(names[start + offset], output, offset))
         return results
 
+    def predict_sources(self, sources: Sequence[ImageSource], *, heatmaps: bool = False) -> list[Prediction]:
+        """Predict images given as paths, encoded bytes, base64 text, PIL images or arrays (see ``to_pixels``)."""
+        names = [str(source) if isinstance(source, (str, Path)) and _is_path(source) else f"<image {index}>"
+                 for index, source in enumerate(sources)]
+        return self.predict([to_pixels(source) for source in sources], paths=names, heatmaps=heatmaps)
+
     def predict_files(self, paths: Sequence[Path], *, heatmaps: bool = False) -> Iterator[Prediction | DefectlabError]:
         """Yield a prediction per image file, or the error that kept a file from being read."""
         pending: list[tuple[str, np.ndarray]] = []
@@ -139,3 +151,64 @@ def iter_image_files(paths: Sequence[Path]) -> Iterator[Path]:
             yield path
         else:
             raise InvalidInputError(f"{path} does not exist; give image files or folders of images")
+
+
+def to_pixels(source: ImageSource) -> np.ndarray:
+    """Turn any supported image form into pixels exactly as import and training decode them.
+
+    Channel order is RGB everywhere: an array must be ``(H, W)`` grayscale or
+    ``(H, W, 3)`` in red, green, blue order (OpenCV's BGR arrays must be
+    reversed with ``array[..., ::-1]`` first), ``uint8`` or ``uint16``. Files,
+    bytes, base64 text and PIL images go through ``decode_image``, so EXIF
+    orientation and transparency are handled as at import.
+
+    Raises:
+        InvalidInputError: The source is of an unsupported type or shape, or
+            the text is neither an existing path nor base64.
+        ImageDecodeError: The encoded image cannot be decoded.
+    """
+    if isinstance(source, np.ndarray):
+        return _checked_array(source)
+    if isinstance(source, bytes):
+        return decode_image(source).pixels
+    if isinstance(source, (str, Path)):
+        return _pixels_from_text(source)
+    if hasattr(source, "save") and hasattr(source, "mode"):
+        stream = io.BytesIO()
+        source.save(stream, format="PNG" if source.mode != "I;16" else "TIFF")
+        return decode_image(stream.getvalue(), source="<PIL image>").pixels
+    raise InvalidInputError(
+        f"an image of type {type(source).__name__} cannot be predicted; pass a path, bytes, base64 text, "
+        "a PIL image or a NumPy array"
+    )
+
+
+def _is_path(source: str | Path) -> bool:
+    try:
+        return Path(source).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _pixels_from_text(source: str | Path) -> np.ndarray:
+    if _is_path(source):
+        return decode_image(Path(source).read_bytes(), source=str(source)).pixels
+    try:
+        data = base64.b64decode(str(source), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(
+            f"{str(source)[:80]!r} is neither an existing file nor base64 text; pass a path to an image file "
+            "or the file's bytes encoded as base64"
+        ) from None
+    return decode_image(data, source="<base64 image>").pixels
+
+
+def _checked_array(array: np.ndarray) -> np.ndarray:
+    if array.dtype not in (np.uint8, np.uint16):
+        raise InvalidInputError(f"an image array of dtype {array.dtype} is invalid; use uint8 or uint16")
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3):
+        return np.ascontiguousarray(array)
+    raise InvalidInputError(
+        f"an image array of shape {array.shape} is invalid; use (H, W) grayscale or (H, W, 3) RGB, "
+        "with any alpha channel removed"
+    )
