@@ -71,7 +71,7 @@ def evaluate_model(workspace: Workspace, model_id: int, *, split: str = "test",
     """Predict the labeled images of one split of the model's snapshot and measure the results.
 
     Raises:
-        InvalidInputError: The split is unknown or holds no labeled images.
+        InvalidInputError: The split is unknown or contains no labeled images.
         NotFoundError: The model does not exist.
     """
     if split not in SPLITS:

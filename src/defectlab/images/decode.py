@@ -186,7 +186,7 @@ def _open_tiff(data: bytes, source: str) -> Image.Image | None:
 
 
 class _TiffImage(Image.Image):
-    """Carrier for a tifffile array, so the rest of decoding sees one type."""
+    """Carrier for a tifffile array, so the rest of decoding handles one type."""
 
     def __init__(self, array: np.ndarray, source: str) -> None:
         super().__init__()

@@ -1,6 +1,6 @@
 """The model artifact: one file with everything prediction needs.
 
-It holds the weights, the pre-processing (input size and intensity window),
+It contains the weights, the pre-processing (input size and intensity window),
 the class names, the threshold, the settings and reasons the auto-tuner
 chose, the ids of the images it was trained on and the loss history. It is
 a ``torch.save`` file of tensors and plain Python values, so it loads with

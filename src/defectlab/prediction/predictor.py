@@ -35,7 +35,7 @@ _BATCH = 8
 
 @dataclass
 class Prediction:
-    """What a model says about one image; ``heatmap`` is not part of the JSON."""
+    """A model's prediction for one image; ``heatmap`` is not part of the JSON."""
 
     path: str
     label: str
