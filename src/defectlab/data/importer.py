@@ -22,7 +22,7 @@ from defectlab.data.metadata import read_metadata_csv
 from defectlab.data.regions import fit_region, mask_to_png
 from defectlab.errors import ImageDecodeError, InvalidInputError
 from defectlab.formats import read_dataset
-from defectlab.formats.records import OK_CLASS, SPLITS, ClassSpec, ImportedImage, Problem, Region
+from defectlab.formats.records import SPLITS, ClassSpec, ImportedImage, Problem, Region
 from defectlab.images import decode_image
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, DefectClass, Image, Project

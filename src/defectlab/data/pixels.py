@@ -11,7 +11,7 @@ from defectlab.data.regions import png_to_mask
 from defectlab.images import decode_image
 from defectlab.workspace.store import BlobStore
 
-__all__ = ["StoredMasks", "StoredPixels"]
+__all__ = ["StoredMasks", "StoredPixels", "Subset"]
 
 
 class StoredPixels(Sequence):
@@ -65,3 +65,16 @@ class StoredMasks(Sequence):
                 points = region["geometry"]
                 draw.polygon(list(zip(points[0::2], points[1::2])), fill=1)
         return union | np.asarray(canvas, dtype=bool)
+
+
+class Subset(Sequence):
+    """Lazy view of some items of a sequence, in the order of ``indices``."""
+
+    def __init__(self, items: Sequence, indices: Sequence[int]) -> None:
+        self.items, self.indices = items, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):  # noqa: ANN204 - the item type of ``items``
+        return self.items[self.indices[index]]

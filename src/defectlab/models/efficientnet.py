@@ -52,6 +52,7 @@ __all__ = [
     "EfficientNetLite0",
     "backbone_record",
     "check_backbone_record",
+    "check_saved_model",
     "load_efficientnet_lite0",
     "pretrained_weights_path",
     "pretrained_weights_sha256",
@@ -140,6 +141,21 @@ def pretrained_weights_sha256() -> str:
 def backbone_record() -> dict[str, str]:
     """Return what a saved model records about its backbone: a name and the weight file's SHA-256."""
     return {"name": "efficientnet-lite0-imagenet", "sha256": pretrained_weights_sha256()}
+
+
+def check_saved_model(data: dict, *, format: str, version: int, writer: str) -> None:
+    """Check a saved model's format, version and backbone before it is rebuilt.
+
+    Raises:
+        InvalidInputError: ``data`` was not written by ``writer`` at this format
+            version, or it was trained on other backbone weights than the installed ones.
+    """
+    if data.get("format") != format or data.get("version") != version:
+        raise InvalidInputError(
+            f"saved model has format {data.get('format')!r} version {data.get('version')!r}; "
+            f"expected {format!r} version {version}, as written by {writer}"
+        )
+    check_backbone_record(data.get("backbone", {}))
 
 
 def check_backbone_record(record: dict[str, str]) -> None:

@@ -45,8 +45,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from defectlab.data.pixels import Subset
 from defectlab.errors import InvalidInputError, TrainingError
-from defectlab.models.efficientnet import EfficientNetLite0, backbone_record, check_backbone_record, load_efficientnet_lite0
+from defectlab.models.efficientnet import EfficientNetLite0, backbone_record, check_saved_model, load_efficientnet_lite0
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
 from defectlab.training.autotune import TrainingPlan
 
@@ -188,12 +189,7 @@ class AnomalyModel:
             InvalidInputError: The data is not a saved anomaly model of this version,
                 or it was trained with other backbone weights than those installed.
         """
-        if data.get("format") != _FORMAT or data.get("version") != _FORMAT_VERSION:
-            raise InvalidInputError(
-                f"saved model has format {data.get('format')!r} version {data.get('version')!r}; "
-                f"expected {_FORMAT!r} version {_FORMAT_VERSION}, as written by AnomalyModel.to_dict()"
-            )
-        check_backbone_record(data.get("backbone", {}))
+        check_saved_model(data, format=_FORMAT, version=_FORMAT_VERSION, writer="AnomalyModel.to_dict()")
         return cls(
             Preprocessing.from_dict(data["preprocessing"]),
             data["memory_bank"],
@@ -247,19 +243,6 @@ def train_anomaly_detector(
     return model
 
 
-class _Subset(Sequence):
-    """Lazy view of some items of a sequence."""
-
-    def __init__(self, items: Sequence[np.ndarray], indices: Sequence[int]) -> None:
-        self.items, self.indices = items, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.items[self.indices[index]]
-
-
 def _split_calibration(
     images: Sequence[np.ndarray],
     plan: TrainingPlan,
@@ -289,7 +272,7 @@ def _split_calibration(
     order = np.random.default_rng(plan.seed).permutation(len(images))
     held = min(len(images) - 1, max(1, round(plan.calibration_fraction * len(images))))
     logger.info("Holding out %d of %d good images to set the threshold", held, len(images))
-    return _Subset(images, sorted(order[held:])), _Subset(images, sorted(order[:held])), np.zeros(held, dtype=np.int64)
+    return Subset(images, sorted(order[held:])), Subset(images, sorted(order[:held])), np.zeros(held, dtype=np.int64)
 
 
 def _pool_patch_features(

@@ -37,13 +37,14 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from defectlab.data.pixels import Subset
 from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.models.efficientnet import (
     FEATURE_DIM,
     NUM_BLOCKS,
     EfficientNetLite0,
     backbone_record,
-    check_backbone_record,
+    check_saved_model,
     load_efficientnet_lite0,
 )
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_tensor
@@ -161,12 +162,7 @@ class ClassifierModel:
                 version, or the installed backbone weights differ from the ones it
                 was trained on.
         """
-        if data.get("format") != _FORMAT or data.get("version") != _FORMAT_VERSION:
-            raise InvalidInputError(
-                f"saved model has format {data.get('format')!r} version {data.get('version')!r}; "
-                f"expected {_FORMAT!r} version {_FORMAT_VERSION}, as written by ClassifierModel.to_dict()"
-            )
-        check_backbone_record(data.get("backbone", {}))
+        check_saved_model(data, format=_FORMAT, version=_FORMAT_VERSION, writer="ClassifierModel.to_dict()")
         network = load_efficientnet_lite0()
         network._fc = nn.Linear(FEATURE_DIM, len(data["class_names"]))
         network.load_state_dict(data["tuned_weights"], strict=False)
@@ -230,7 +226,7 @@ def train_classifier(
         train_view: Sequence[np.ndarray] = images
     else:
         train_index, dev_index = _split_dev(train_labels, seed=plan.seed)
-        train_view, dev_images = _Subset(images, train_index), _Subset(images, dev_index)
+        train_view, dev_images = Subset(images, train_index), Subset(images, dev_index)
         train_labels, dev_label_array = train_labels[train_index], train_labels[dev_index]
 
     prep = fit_preprocessing((train_view[i] for i in range(len(train_view))), plan.input_size, seed=plan.seed)
@@ -248,19 +244,6 @@ def train_classifier(
     logger.info("Classifier head %s, defect threshold %.3f on %d dev images", model.head, model.threshold, len(dev_label_array))
     report(total, total, "Done")
     return model
-
-
-class _Subset(Sequence):
-    """Lazy view of some items of a sequence."""
-
-    def __init__(self, items: Sequence[np.ndarray], indices: Sequence[int]) -> None:
-        self.items, self.indices = items, [int(i) for i in indices]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.items[self.indices[index]]
 
 
 @dataclass

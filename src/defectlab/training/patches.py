@@ -32,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectlab.errors import InvalidInputError, TrainingError
+from defectlab.errors import TrainingError
 from defectlab.formats.records import OK_CLASS
 from defectlab.models.efficientnet import (
     BLOCK_CHANNELS,
     EfficientNetLite0,
     backbone_record,
-    check_backbone_record,
+    check_saved_model,
     load_efficientnet_lite0,
 )
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
@@ -163,12 +163,7 @@ class PatchClassifier:
             InvalidInputError: The data is not a saved patch classifier of this
                 version, or the installed backbone weights differ.
         """
-        if data.get("format") != _FORMAT or data.get("version") != _FORMAT_VERSION:
-            raise InvalidInputError(
-                f"saved model has format {data.get('format')!r} version {data.get('version')!r}; "
-                f"expected {_FORMAT!r} version {_FORMAT_VERSION}, as written by PatchClassifier.to_dict()"
-            )
-        check_backbone_record(data.get("backbone", {}))
+        check_saved_model(data, format=_FORMAT, version=_FORMAT_VERSION, writer="PatchClassifier.to_dict()")
         names = list(data["class_names"])
         head = _PatchHead(_channels(), len(names), names.index(OK_CLASS) if OK_CLASS in names else None)
         head.load_state_dict(data["head"])
