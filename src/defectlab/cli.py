@@ -47,7 +47,7 @@ def confirm(question: str, *, refusal: str) -> None:
     Raises:
         InvalidInputError: stdin is not a terminal. The message is ``refusal``,
             which should tell the person to rerun with ``--yes``.
-        typer.Abort: The person answered no.
+        typer.Abort: The person declined the confirmation.
     """
     if not stdin_is_terminal():
         raise InvalidInputError(refusal)

@@ -1,6 +1,6 @@
 """Snapshots: frozen, versioned copies of a project's images, labels and splits.
 
-A model is always trained from a snapshot, so its report can say exactly
+A model is always trained from a snapshot, so its report can list exactly
 which images and labels it saw. The content is a JSON blob in the blob store.
 """
 

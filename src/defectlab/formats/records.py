@@ -116,7 +116,7 @@ class ExportImage:
     """One stored image handed to a format writer.
 
     ``regions`` are in pixels of the displayed image (never normalized), and
-    ``source`` holds the original bytes as imported, so a writer copies it
+    ``source`` contains the original bytes as imported, so a writer copies it
     unchanged.
     """
 

@@ -98,9 +98,9 @@ class Image(Base):
 
 
 class Annotation(Base):
-    """What one labeler says about one image: an image-level class, a box, a polygon or a mask.
+    """One labeler's annotation of one image: an image-level class, a box, a polygon or a mask.
 
-    ``geometry`` holds ``[x_min, y_min, x_max, y_max]`` for a box and the flat
+    ``geometry`` contains ``[x_min, y_min, x_max, y_max]`` for a box and the flat
     ``[x1, y1, x2, y2, ...]`` list for a polygon, in displayed pixels; a
     mask is a PNG blob named by ``mask_sha256``.
     """
