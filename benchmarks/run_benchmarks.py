@@ -76,7 +76,7 @@ def measure_latency(workspace: Workspace, model_id: int, source: Path) -> dict[s
     """Time prediction of held-out files end to end (read, decode, pre-process, score), model already loaded."""
     artifact, images = load_stored_model(workspace, model_id)
     files = [source / image.path for image in images if image.split == "test"][:LATENCY_IMAGES]
-    predictor = Predictor(artifact)
+    predictor = Predictor.from_artifact(artifact)
     list(predictor.predict_files(files[:2]))  # warm-up: first calls allocate buffers
     started = time.perf_counter()
     for path in files:

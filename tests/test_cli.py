@@ -94,6 +94,15 @@ def test_anomaly_loop_scores_agree_on_every_path(tmp_path: Path) -> None:
     from_file = json.loads(run(tmp_path / "other", "predict", str(exported), str(files[0]), "--json").stdout)
     assert from_file["score"] == pytest.approx(cli[str(files[0].relative_to(images))]["score"], abs=1e-6)
 
+    bundle = tmp_path / "bundle"
+    run(workspace, "export-model", str(model_id), str(bundle), "--format", "onnx")
+    from_bundle = json.loads(run(tmp_path / "other", "predict", str(bundle), str(files[0]), "--json").stdout)
+    assert from_bundle["score"] == pytest.approx(from_file["score"], abs=1e-3)
+    assert from_bundle["label"] == from_file["label"]
+    again = run(workspace, "export-model", str(model_id), str(bundle), "--format", "onnx", check=False)
+    assert again.returncode != 0
+    assert "exists" in again.stderr
+
 
 def test_predict_reports_unreadable_file_and_goes_on(tmp_path: Path) -> None:
     write_class_folders(tmp_path / "images", good=12, per_defect=0, size=48)

@@ -83,7 +83,7 @@ def test_predictor_same_score_for_every_form(trained) -> None:
     artifact = new_artifact(task="classification", class_names=CLASSES, threshold=model.threshold,
                             preprocessing=model.preprocessing.to_dict(), state={"kind": "patches", **model.to_dict()},
                             settings={})
-    predictor = Predictor(artifact)
+    predictor = Predictor.from_artifact(artifact)
     stream = io.BytesIO()
     Image.fromarray(images[1]).save(stream, format="PNG")
     forms = [images[1], Image.fromarray(images[1]), stream.getvalue(), base64.b64encode(stream.getvalue()).decode()]

@@ -103,7 +103,7 @@ def _predict_held_back(workspace: Workspace, model_id: int, source: Path, echo: 
     artifact, images = load_stored_model(workspace, model_id)
     held_back = [image for image in images if image.split == "test"]
     picked = held_back[:: max(1, len(held_back) // _PREDICTED)][:_PREDICTED]
-    predictor = Predictor(artifact)
+    predictor = Predictor.from_artifact(artifact)
     echo("predictions on held-back files:")
     for result in predictor.predict_files([source / image.path for image in picked]):
         if isinstance(result, Exception):

@@ -105,7 +105,7 @@ def describe_evaluation(evaluation) -> list[str]:  # noqa: ANN001 - an Evaluatio
 
 @app.command("predict")
 def predict(
-    model: Annotated[str, typer.Argument(help="Model id in the workspace, or a model file from 'export-model'.")],
+    model: Annotated[str, typer.Argument(help="Model id in the workspace, or a model file or bundle folder from 'export-model'.")],
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     as_json: Annotated[bool, flag("--json", help="Print one JSON object a line.")] = False,
     heatmaps: Annotated[Optional[Path], typer.Option(help="Folder for heatmap PNGs (anomaly models).")] = None,
@@ -138,7 +138,9 @@ def load_predictor(model: str):  # noqa: ANN201 - a Predictor, imported lazily
 
     if model.isdigit():
         artifact, _ = load_stored_model(open_workspace(), int(model))
-        return Predictor(artifact)
+        predictor = Predictor.from_artifact(artifact)
+        predictor.description["model_id"] = int(model)
+        return predictor
     return Predictor.load(Path(model))
 
 
@@ -167,13 +169,25 @@ def _percent(value: float | None) -> str:
 @app.command("export-model")
 def export_model(
     model: Annotated[int, typer.Argument(help="Model id, as printed by 'train' and 'models'.")],
-    out: Annotated[Path, typer.Argument(help="File to write, such as model.pt.")],
+    out: Annotated[Path, typer.Argument(help="File to write (model.pt), or a new folder for an ONNX bundle.")],
+    kind: Annotated[str, typer.Option(
+        "--format", help="'torch': one file for 'defectlab predict'; 'onnx': a bundle that runs with ONNX Runtime alone.")] = "torch",
 ) -> None:
-    """Write a stored model to one file that 'defectlab predict FILE' can use anywhere."""
-    from defectlab.prediction.outputs import write_model_file
+    """Write a stored model to a file or an ONNX bundle that 'defectlab predict' and 'serve' can use anywhere."""
+    if kind == "torch":
+        from defectlab.prediction.outputs import write_model_file
 
-    write_model_file(open_workspace(), model, out)
-    typer.echo(f"wrote model {model} to {out}")
+        write_model_file(open_workspace(), model, out)
+        typer.echo(f"wrote model {model} to {out}")
+        return
+    if kind != "onnx":
+        raise InvalidInputError(f"--format {kind!r} is not known; use 'torch' or 'onnx'")
+    from defectlab.deployment.bundle import SCORE_TOLERANCE, export_bundle
+    from defectlab.evaluation.runner import load_stored_model
+
+    artifact, _ = load_stored_model(open_workspace(), model)
+    export_bundle(artifact, out, source={"model_id": model})
+    typer.echo(f"wrote model {model} as an ONNX bundle to {out} (checked: scores within {SCORE_TOLERANCE} of PyTorch)")
 
 
 @app.command("demo")

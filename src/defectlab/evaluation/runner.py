@@ -83,7 +83,7 @@ def evaluate_model(workspace: Workspace, model_id: int, *, split: str = "test",
             f"model {model_id}'s snapshot has no labeled images in the {split} split; choose another with --split"
         )
 
-    predictor = Predictor(artifact)
+    predictor = Predictor.from_artifact(artifact)
     pixels = StoredPixels(workspace.blobs, [i.sha256 for i in chosen], [i.path for i in chosen])
     predictions = predictor.predict(pixels, paths=[image.path for image in chosen])
     true_labels = [_true_label(image.label, predictor.task) for image in chosen]

@@ -1,216 +1,22 @@
-"""Turn decoded pixels into network input, identically in training and prediction.
-
-A model stores its ``Preprocessing`` and every path (training, evaluation,
-prediction, export) calls ``to_tensor`` with it, so an image always becomes the
-same tensor:
-
-1. Resize to the model's input size with an antialiasing bilinear filter (Pillow,
-   in float32, so 16-bit values keep their precision). The aspect ratio is not
-   kept; the auto-tuner picks an input size close to the images' own ratio.
-2. Map the intensity window ``(low, high)``, in the image's native units, to 0..1
-   and clip. The window is fitted once on the training images
-   (``fit_preprocessing``), which makes a narrow 16-bit range such as 900..1200,
-   or 12-bit data stored in 16 bits, as usable as full-range 8-bit data.
-3. Replicate grayscale to three channels.
-4. Normalize each channel with ``mean`` and ``std``.
-
-The default ``mean`` and ``std`` (127/255 and 128/255) are those the
-EfficientNet-Lite ImageNet weights were trained with, which map 0..1 to about
--1..1. The ImageNet-statistics normalization (mean 0.485, 0.456, 0.406) fits the
-batch-normalization running statistics of these weights worse: on natural test
-images, the variance of the stem's output differs from its running variance by a
-factor of about 4 per channel, against about 1.3 with these defaults. ``tests/test_efficientnet.py`` checks this.
-"""
+"""Network input as PyTorch tensors; the rules themselves are in ``defectlab.images.prepare``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
-from defectlab.errors import InvalidInputError
+from defectlab.images.prepare import LITE_MEAN, LITE_STD, Preprocessing, fit_preprocessing, to_array, to_arrays
 
 __all__ = ["LITE_MEAN", "LITE_STD", "Preprocessing", "fit_preprocessing", "to_batch", "to_tensor"]
 
-LITE_MEAN = (127.0 / 255.0,) * 3
-"""Per-channel mean, on the 0..1 scale, that the EfficientNet-Lite weights expect."""
-
-LITE_STD = (128.0 / 255.0,) * 3
-"""Per-channel standard deviation, on the 0..1 scale, that the EfficientNet-Lite weights expect."""
-
-_SAMPLES_PER_IMAGE = 20_000
-"""Pixels drawn from each image when fitting the window; bounds time and memory."""
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a model turns pixels into its input tensor.
-
-    Attributes:
-        input_size: Network input ``(height, width)`` in pixels.
-        window: ``(low, high)`` intensities in the image's native units (0..255
-            for 8-bit, 0..65535 for 16-bit) that map to 0 and 1; values outside
-            are clipped.
-        mean: Per-channel mean subtracted after windowing, on the 0..1 scale.
-        std: Per-channel standard deviation divided by after subtracting ``mean``.
-    """
-
-    input_size: tuple[int, int]
-    window: tuple[float, float]
-    mean: tuple[float, float, float] = field(default=LITE_MEAN)
-    std: tuple[float, float, float] = field(default=LITE_STD)
-
-    def __post_init__(self) -> None:
-        height, width = self.input_size
-        if min(height, width) < 32:
-            raise InvalidInputError(
-                f"input size {height}x{width} (height x width) is invalid; both sides must be at least 32 pixels"
-            )
-        low, high = self.window
-        if not high > low:
-            raise InvalidInputError(
-                f"intensity window ({low}, {high}) is invalid; 'high' must be greater than 'low'"
-            )
-        if min(self.std) <= 0:
-            raise InvalidInputError(f"normalization std {self.std} is invalid; every value must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the settings as plain lists and floats, ready for JSON or ``torch.save``."""
-        return {
-            "input_size": [int(v) for v in self.input_size],
-            "window": [float(v) for v in self.window],
-            "mean": [float(v) for v in self.mean],
-            "std": [float(v) for v in self.std],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        """Rebuild from the output of ``to_dict``.
-
-        Raises:
-            InvalidInputError: A key is missing or a value is invalid.
-        """
-        try:
-            return cls(
-                input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
-                window=(float(data["window"][0]), float(data["window"][1])),
-                mean=tuple(float(v) for v in data["mean"]),
-                std=tuple(float(v) for v in data["std"]),
-            )
-        except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise InvalidInputError(
-                f"preprocessing settings {data!r} are invalid ({error!r}); "
-                "expected keys input_size, window, mean and std as written by Preprocessing.to_dict()"
-            ) from error
-
-
-def fit_preprocessing(
-    images: Iterable[np.ndarray],
-    input_size: tuple[int, int],
-    *,
-    percentiles: tuple[float, float] = (0.5, 99.5),
-    margin: float = 0.25,
-    seed: int = 0,
-) -> Preprocessing:
-    """Fit the intensity window on training images.
-
-    The window spans the given percentiles of the pixels of all images, widened on
-    each side by ``margin`` times that span so that moderately brighter or darker
-    defects stay below saturation, and kept inside the range of the pixel type.
-
-    Args:
-        images: Training pixels, each ``(H, W)`` or ``(H, W, 3)``, uint8 or uint16.
-            Read once, one at a time.
-        input_size: Network input ``(height, width)`` in pixels.
-        percentiles: Lower and upper percentile, each in 0..100.
-        margin: Widening on each side, as a fraction of the percentile span (>= 0).
-        seed: Seed of the pixel sampling, so the same images give the same window.
-
-    Raises:
-        InvalidInputError: No image was given, or an image has an unsupported
-            shape or dtype.
-    """
-    rng = np.random.default_rng(seed)
-    samples, type_max = [], 255.0
-    for pixels in images:
-        _check_pixels(pixels)
-        type_max = max(type_max, float(np.iinfo(pixels.dtype).max))
-        flat = pixels.reshape(-1)
-        take = min(flat.size, _SAMPLES_PER_IMAGE)
-        samples.append(flat[rng.choice(flat.size, size=take, replace=False)].astype(np.float32))
-    if not samples:
-        raise InvalidInputError("no training image was given, so the intensity window cannot be fitted")
-
-    low, high = np.percentile(np.concatenate(samples), percentiles)
-    span = max(float(high - low), 1.0)
-    low = max(float(low) - margin * span, 0.0)
-    high = min(float(high) + margin * span, type_max)
-    return Preprocessing(input_size=(int(input_size[0]), int(input_size[1])), window=(low, max(high, low + 1.0)))
-
-
-def _check_pixels(pixels: np.ndarray) -> None:
-    if not isinstance(pixels, np.ndarray):
-        raise InvalidInputError(f"pixels of type {type(pixels).__name__} are invalid; pass a NumPy array")
-    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3)):
-        raise InvalidInputError(
-            f"pixels of shape {pixels.shape} are invalid; expected (H, W) grayscale or (H, W, 3) RGB"
-        )
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise InvalidInputError(
-            f"pixels of dtype {pixels.dtype} are invalid; expected uint8 or uint16 as decode_image returns them"
-        )
-    if min(pixels.shape[:2]) < 1:
-        raise InvalidInputError(f"pixels of shape {pixels.shape} are invalid; the image has no pixels")
-
 
 def to_tensor(pixels: np.ndarray, prep: Preprocessing) -> torch.Tensor:
-    """Turn one image into the network input.
-
-    Args:
-        pixels: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``, uint8 or uint16, in native
-            units (as ``decode_image`` returns them).
-        prep: The model's preprocessing.
-
-    Returns:
-        float32 ``(3, height, width)`` with ``(height, width) = prep.input_size``;
-        each channel is ``(clip((v - low) / (high - low), 0, 1) - mean) / std``.
-
-    Raises:
-        InvalidInputError: ``pixels`` has an unsupported shape or dtype.
-    """
-    _check_pixels(pixels)
-
-    channels = [pixels] if pixels.ndim == 2 else [pixels[:, :, c] for c in range(pixels.shape[2])]
-    resized = np.stack([_resize_channel(channel, prep.input_size) for channel in channels])
-    if resized.shape[0] == 1:
-        resized = np.repeat(resized, 3, axis=0)
-
-    low, high = prep.window
-    scaled = np.clip((resized - low) / (high - low), 0.0, 1.0)
-    mean = np.asarray(prep.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(prep.std, dtype=np.float32)[:, None, None]
-    return torch.from_numpy(((scaled - mean) / std).astype(np.float32))
+    """Return ``to_array`` as a tensor, float32 ``(3, height, width)``."""
+    return torch.from_numpy(to_array(pixels, prep))
 
 
 def to_batch(images: Sequence[np.ndarray], prep: Preprocessing) -> torch.Tensor:
-    """Stack ``to_tensor`` of each image into float32 ``(N, 3, height, width)``."""
-    if len(images) == 0:
-        height, width = prep.input_size
-        return torch.zeros((0, 3, height, width), dtype=torch.float32)
-    return torch.stack([to_tensor(pixels, prep) for pixels in images])
-
-
-def _resize_channel(channel: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Resize one channel to ``input_size`` (height, width); float32 out, native units kept."""
-    height, width = input_size
-    plane = np.ascontiguousarray(channel, dtype=np.float32)
-    if plane.shape == (height, width):
-        return plane
-    # Pillow widens the bilinear kernel by the scale factor when shrinking, which
-    # antialiases; mode "F" keeps 16-bit values exact.
-    image = Image.fromarray(plane).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.float32)
+    """Return ``to_arrays`` as a tensor, float32 ``(N, 3, height, width)``."""
+    return torch.from_numpy(to_arrays(images, prep))

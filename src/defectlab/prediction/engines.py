@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from defectlab.errors import InvalidInputError
-from defectlab.formats.records import OK_CLASS
+from defectlab.runtime.engine import EngineOutput, defect_scores
 
-__all__ = ["EngineOutput", "build_engine"]
-
-
-@dataclass
-class EngineOutput:
-    """Scores of a batch of images.
-
-    Attributes:
-        scores: float ``(N,)`` defect scores in 0..1; higher is more likely defective.
-        probabilities: float ``(N, C)`` per-class probabilities (classification only).
-        heatmaps: float ``(H, W)`` per image in 0..1, each the size of its image (anomaly only).
-    """
-
-    scores: np.ndarray
-    probabilities: np.ndarray | None = None
-    heatmaps: list[np.ndarray] | None = None
+__all__ = ["Engine", "EngineOutput", "build_engine"]
 
 
 class Engine(Protocol):
@@ -40,15 +24,11 @@ class _ClassificationEngine:
 
         saved = {key: value for key, value in state.items() if key != "kind"}
         self.model = PatchClassifier.from_dict(saved) if state.get("kind") == "patches" else ClassifierModel.from_dict(saved)
-        self.ok_index = class_names.index(OK_CLASS) if OK_CLASS in class_names else None
+        self.class_names = class_names
 
     def score(self, images: Sequence[np.ndarray], *, heatmaps: bool) -> EngineOutput:
         probabilities = np.asarray(self.model.predict_proba(images), dtype=np.float64)
-        if self.ok_index is None:
-            scores = np.ones(len(images))
-        else:
-            scores = 1.0 - probabilities[:, self.ok_index]
-        return EngineOutput(scores=scores, probabilities=probabilities)
+        return EngineOutput(scores=defect_scores(probabilities, self.class_names), probabilities=probabilities)
 
 
 class _AnomalyEngine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -11,7 +12,7 @@ from PIL import Image
 
 from defectlab.workspace import Workspace
 
-__all__ = ["save_heatmap", "write_model_file"]
+__all__ = ["heatmap_png", "save_heatmap", "write_model_file"]
 
 
 def save_heatmap(heatmap: np.ndarray, folder: Path, image_path: str) -> Path:
@@ -27,9 +28,16 @@ def save_heatmap(heatmap: np.ndarray, folder: Path, image_path: str) -> Path:
     while target.exists():
         target = folder / f"{stem}.heatmap-{number}.png"
         number += 1
-    levels = np.rint(np.clip(heatmap, 0.0, 1.0) * 255).astype(np.uint8)
-    Image.fromarray(levels).save(target)
+    target.write_bytes(heatmap_png(heatmap))
     return target
+
+
+def heatmap_png(heatmap: np.ndarray) -> bytes:
+    """Encode a 0..1 heatmap as an 8-bit grayscale PNG (0..255)."""
+    levels = np.rint(np.clip(heatmap, 0.0, 1.0) * 255).astype(np.uint8)
+    stream = io.BytesIO()
+    Image.fromarray(levels).save(stream, format="PNG")
+    return stream.getvalue()
 
 
 def write_model_file(workspace: Workspace, model_id: int, out: Path) -> None:

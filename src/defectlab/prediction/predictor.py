@@ -9,15 +9,16 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from defectlab.errors import DefectlabError, InvalidInputError
 from defectlab.formats.records import OK_CLASS
 from defectlab.images import decode_image
-from defectlab.models.artifact import load_artifact
-from defectlab.prediction.engines import build_engine
+
+if TYPE_CHECKING:
+    from defectlab.prediction.engines import Engine
 
 __all__ = ["ANOMALY_LABEL", "ImageSource", "Prediction", "Predictor", "iter_image_files", "to_pixels"]
 
@@ -64,17 +65,39 @@ class Predictor:
     An image is defective when its score is above the model's threshold.
     """
 
-    def __init__(self, artifact: dict[str, Any]) -> None:
-        self.artifact = artifact
-        self.task: str = artifact["task"]
-        self.class_names: list[str] = list(artifact["class_names"])
-        self.threshold = float(artifact["threshold"])
-        self._engine = build_engine(artifact)
+    def __init__(self, engine: Engine, *, task: str, class_names: Sequence[str], threshold: float,
+                 description: dict[str, Any] | None = None) -> None:
+        self.task = task
+        self.class_names = list(class_names)
+        self.threshold = float(threshold)
+        self.description = dict(description or {})
+        self._engine = engine
         logger.info("loaded %s model (threshold %.4f, classes %s)", self.task, self.threshold, self.class_names)
 
     @classmethod
+    def from_artifact(cls, artifact: dict[str, Any]) -> Predictor:
+        """Build a predictor that runs a model artifact with PyTorch."""
+        from defectlab.prediction.engines import build_engine
+
+        description = {key: artifact.get(key) for key in ("project", "snapshot_id", "created_at", "defectlab_version")}
+        return cls(build_engine(artifact), task=artifact["task"], class_names=artifact["class_names"],
+                   threshold=artifact["threshold"], description={**description, "engine": "pytorch"})
+
+    @classmethod
     def load(cls, path: Path) -> Predictor:
-        return cls(load_artifact(path))
+        """Load a model file from 'export-model', or a bundle folder from 'export-model --format onnx'.
+
+        Raises:
+            InvalidInputError: The path is neither, or does not exist.
+        """
+        path = Path(path)
+        if path.is_dir():
+            from defectlab.runtime import load_bundle
+
+            return load_bundle(path)
+        from defectlab.models.artifact import load_artifact
+
+        return cls.from_artifact(load_artifact(path))
 
     def predict(self, images: Sequence[np.ndarray], *, paths: Sequence[str] | None = None,
                 heatmaps: bool = False) -> list[Prediction]:

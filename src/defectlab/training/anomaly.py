@@ -49,6 +49,7 @@ from defectlab.data.pixels import Subset
 from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.models.efficientnet import EfficientNetLite0, backbone_record, check_saved_model, load_efficientnet_lite0
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
+from defectlab.runtime.scores import normalize_anomaly, upsample
 from defectlab.training.autotune import TrainingPlan
 
 __all__ = [
@@ -81,7 +82,6 @@ _FORMAT = "defectlab.anomaly.patchcore"
 _FORMAT_VERSION = 1
 _PROJECTION_DIM = 64
 _SEARCH_CHUNK_BYTES = 64 << 20
-_LOGIT_AT_GOOD_MEDIAN = math.log(19.0)
 _BATCH_PIXELS = 4 * 224 * 224
 
 
@@ -132,9 +132,7 @@ class AnomalyModel:
 
     def normalize(self, raw: np.ndarray | torch.Tensor) -> np.ndarray:
         """Map raw scores or heatmaps to 0..1 so that the threshold is 0.5 (see the module docstring)."""
-        values = torch.as_tensor(raw, dtype=torch.float64)
-        scale = max(self.threshold - self.good_median, 1e-6 * abs(self.threshold), 1e-12)
-        return torch.sigmoid(_LOGIT_AT_GOOD_MEDIAN * (values - self.threshold) / scale).numpy().astype(np.float32)
+        return normalize_anomaly(np.asarray(raw), self.threshold, self.good_median)
 
     def compute_patch_scores(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Return each image's patch distances, float32 ``(h, w)`` on the stride-16 input grid."""
@@ -165,7 +163,7 @@ class AnomalyModel:
 
         maps = None
         if heatmaps:
-            maps = [self.normalize(_upsample(m, pixels.shape[:2])) for m, pixels in zip(patch_maps, images)]
+            maps = [self.normalize(upsample(m.numpy(), pixels.shape[:2])) for m, pixels in zip(patch_maps, images)]
         return AnomalyPrediction(scores=scores, raw_scores=raw, is_defect=scores > 0.5, heatmaps=maps)
 
     def to_dict(self) -> dict[str, Any]:
@@ -439,8 +437,3 @@ def _batches(images: Sequence[np.ndarray], prep: Preprocessing) -> Iterator[torc
     size = max(1, _BATCH_PIXELS // (height * width))
     for start in range(0, len(images), size):
         yield to_batch([images[i] for i in range(start, min(start + size, len(images)))], prep)
-
-
-def _upsample(patch_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a patch map ``(h, w)`` to ``size`` (H, W) with bilinear interpolation."""
-    return F.interpolate(patch_map[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]

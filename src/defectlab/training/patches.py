@@ -93,14 +93,39 @@ class _PatchHead(nn.Module):
         return torch.cat([logits[:, : self.ok_index], ok, logits[:, self.ok_index + 1:]], dim=1)
 
 
-def extract_patch_features(backbone: EfficientNetLite0, batch: torch.Tensor) -> torch.Tensor:
-    """Map a normalized batch ``(N, 3, H, W)`` to float16 features ``(N, 344, ceil(H/16), ceil(W/16))``."""
+def extract_patch_features(backbone: EfficientNetLite0, batch: torch.Tensor,
+                           grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Map a normalized batch ``(N, 3, H, W)`` to float16 features ``(N, 344, ceil(H/16), ceil(W/16))``.
+
+    ``grid`` is that stride-16 size when known in advance, which keeps it a
+    constant when the function is traced for export.
+    """
     with torch.inference_mode():
         maps = backbone.extract_feature_maps(batch.contiguous(memory_format=torch.channels_last), FEATURE_BLOCKS)
-        grid = maps[1].shape[-2:]
-        fine = F.adaptive_avg_pool2d(maps[0], grid)
+        grid = grid or maps[1].shape[-2:]
+        fine = average_to(maps[0], grid)
         coarse = F.interpolate(maps[2], size=grid, mode="bilinear", align_corners=False)
         return torch.cat([fine, maps[1], coarse], dim=1).half().contiguous()
+
+
+def average_to(feature_map: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Average ``(N, C, h, w)`` into ``grid`` bins as ``adaptive_avg_pool2d`` does, by two matrix products.
+
+    The bin matrices are constants, so ONNX export can trace this where it cannot
+    trace adaptive pooling.
+    """
+    rows = _bins(int(feature_map.shape[-2]), int(grid[0]))
+    columns = _bins(int(feature_map.shape[-1]), int(grid[1]))
+    return rows @ feature_map @ columns.t()
+
+
+def _bins(size: int, count: int) -> torch.Tensor:
+    """Return ``(count, size)``: row i averages the inputs of adaptive pooling's bin i."""
+    matrix = torch.zeros(count, size)
+    for index in range(count):
+        start, end = (index * size) // count, -((-(index + 1) * size) // count)
+        matrix[index, start:end] = 1.0 / (end - start)
+    return matrix
 
 
 class PatchClassifier:

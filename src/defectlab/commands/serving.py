@@ -1,0 +1,44 @@
+"""The command that serves a model over HTTP."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from defectlab.cli import app
+from defectlab.commands.modeling import load_predictor
+from defectlab.errors import InvalidInputError
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[str, typer.Argument(help="Model id in the workspace, a model file, or a bundle folder from "
+                                              "'export-model --format onnx'.")],
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    api_key: Annotated[Optional[str], typer.Option(
+        help="Key clients send in X-API-Key (default: the DEFECTLAB_API_KEY environment variable).")] = None,
+    max_request_mb: Annotated[float, typer.Option(help="Maximum request body size, in MiB.")] = 64.0,
+    max_pixels: Annotated[int, typer.Option(help="Maximum image size, in pixels.")] = 64_000_000,
+    max_batch: Annotated[int, typer.Option(help="Maximum number of images in one batch request.")] = 64,
+) -> None:
+    """Serve a model over HTTP: POST /predict returns the same JSON as 'defectlab predict --json' (docs at /docs)."""
+    import uvicorn
+
+    from defectlab.deployment.server import LOOPBACK_HOSTS, ModelSlot, ServerSettings, create_app
+
+    key = api_key or os.environ.get("DEFECTLAB_API_KEY") or None
+    if host not in LOOPBACK_HOSTS and key is None:
+        raise InvalidInputError(
+            f"--host {host} lets other machines connect, so an API key is required; "
+            "pass --api-key KEY or set DEFECTLAB_API_KEY"
+        )
+    if min(max_request_mb, max_pixels, max_batch) <= 0:
+        raise InvalidInputError("--max-request-mb, --max-pixels and --max-batch must be positive")
+    settings = ServerSettings(api_key=key, max_request_bytes=int(max_request_mb * (1 << 20)),
+                              max_pixels=max_pixels, max_batch=max_batch)
+    application = create_app(ModelSlot(load_predictor, model), settings)
+    typer.echo(f"serving {model} on http://{host}:{port} (API docs at /docs); stop with Ctrl+C", err=True)
+    uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -1,0 +1,322 @@
+"""The inference server: a REST service that returns the same JSON as ``defectlab predict --json``.
+
+Routes (documented by OpenAPI at ``/docs`` and ``/openapi.json``):
+
+- ``GET /health``: whether a model is loaded; needs no key.
+- ``GET /model``: what is loaded (task, classes, threshold, engine, provenance).
+- ``PUT /model``: load another model and swap it in; requests already running
+  finish with the model they started with.
+- ``POST /predict``: one image, as a multipart file field ``file`` or as JSON
+  ``{"image": BASE64, "name": NAME}``.
+- ``POST /predict/batch``: several images, as multipart fields ``files`` or as
+  JSON ``{"images": [{"image": BASE64, "name": NAME}, ...]}``; an image that
+  cannot be read gets an ``error`` entry and the others are still predicted.
+
+``?heatmap=true`` adds ``heatmap_png``: the anomaly heatmap as a base64 PNG.
+When an API key is set, every route but ``/health`` needs it in the
+``X-API-Key`` header (or ``Authorization: Bearer KEY``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import io
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from defectlab.errors import DefectlabError, InvalidInputError
+from defectlab.images import decode_image
+from defectlab.prediction.outputs import heatmap_png
+from defectlab.prediction.predictor import Prediction, Predictor
+
+__all__ = ["ModelSlot", "ServerSettings", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class UnauthorizedError(DefectlabError):
+    """A request without the server's API key."""
+
+    http_status = 401
+
+
+class TooLargeError(DefectlabError):
+    """A request or image above the server's limits."""
+
+    http_status = 413
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits and access rules of one server.
+
+    Attributes:
+        api_key: Key every route but ``/health`` requires; None for no key (loopback only).
+        max_request_bytes: Maximum request body size in bytes.
+        max_pixels: Maximum image size in pixels.
+        max_batch: Maximum number of images in one batch request.
+    """
+
+    api_key: str | None = None
+    max_request_bytes: int = 64 << 20
+    max_pixels: int = 64_000_000
+    max_batch: int = 64
+
+
+class ModelSlot:
+    """The loaded model, swapped whole so that each request uses one model from start to end.
+
+    Args:
+        load: Turns a model reference (model id, model file or bundle folder) into a predictor.
+        reference: The first model to load.
+    """
+
+    def __init__(self, load: Callable[[str], Predictor], reference: str) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._current = self._loaded(reference)
+
+    def get(self) -> tuple[Predictor, dict[str, Any]]:
+        """Return the current predictor and its description."""
+        return self._current
+
+    def swap(self, reference: str) -> dict[str, Any]:
+        """Load another model, then make it current; the old one serves requests already started."""
+        loaded = self._loaded(reference)
+        with self._lock:
+            self._current = loaded
+        logger.info("now serving %s", reference)
+        return loaded[1]
+
+    def _loaded(self, reference: str) -> tuple[Predictor, dict[str, Any]]:
+        predictor = self._load(reference)
+        description = {
+            **predictor.description,
+            "reference": reference,
+            "task": predictor.task,
+            "class_names": predictor.class_names,
+            "threshold": predictor.threshold,
+            "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return predictor, description
+
+
+def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings()) -> FastAPI:
+    """Build the FastAPI application serving ``slot``'s model."""
+    app = FastAPI(title="defectlab inference server", version="1",
+                  description="Predictions that match `defectlab predict --json` for the loaded model.")
+    app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
+    engine_lock = threading.Lock()
+    authorized = Depends(_key_check(settings.api_key))
+
+    @app.exception_handler(DefectlabError)
+    async def _error(request: Request, error: DefectlabError) -> JSONResponse:
+        logger.warning("%s %s failed with status %d: %s", request.method, request.url.path, error.http_status, error)
+        return JSONResponse({"error": str(error)}, status_code=error.http_status)
+
+    @app.get("/health", summary="Whether the server is up and a model is loaded")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model_loaded": slot.get()[0] is not None}
+
+    @app.get("/model", summary="What model is loaded", dependencies=[authorized])
+    def model() -> dict[str, Any]:
+        return slot.get()[1]
+
+    @app.put("/model", summary="Load another model and swap it in without dropping requests",
+             dependencies=[authorized])
+    async def swap(request: Request) -> dict[str, Any]:
+        body = await _json(request)
+        reference = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(reference, str) or not reference:
+            raise InvalidInputError("field 'model' is missing; send {\"model\": MODEL_ID_OR_FILE_OR_BUNDLE}")
+        return await run_in_threadpool(slot.swap, reference)
+
+    def predict(images: list[tuple[str, bytes]], heatmap: bool) -> list[dict[str, Any] | DefectlabError]:
+        """Return each image's prediction as JSON, or the error that kept it from being read."""
+        predictor, _ = slot.get()
+        decoded, answers = [], []
+        for name, data in images:
+            try:
+                _check_pixels(data, name, settings.max_pixels)
+                decoded.append((name, decode_image(data, source=name).pixels))
+                answers.append(None)
+            except DefectlabError as error:
+                logger.warning("image %s not predicted: %s", name, error)
+                answers.append(error)
+        with engine_lock:
+            results = iter(predictor.predict([p for _, p in decoded], paths=[n for n, _ in decoded], heatmaps=heatmap))
+        return [answer if answer is not None else _answer(next(results), heatmap) for answer in answers]
+
+    @app.post("/predict", summary="Predict one image", dependencies=[authorized],
+              openapi_extra=_request_body(batch=False))
+    async def predict_one(request: Request, heatmap: bool = False) -> dict[str, Any]:
+        images = await _images(request, batch=False, max_batch=1)
+        answer = (await run_in_threadpool(predict, images, heatmap))[0]
+        if isinstance(answer, DefectlabError):
+            raise answer
+        return answer
+
+    @app.post("/predict/batch", summary="Predict several images", dependencies=[authorized],
+              openapi_extra=_request_body(batch=True))
+    async def predict_many(request: Request, heatmap: bool = False) -> dict[str, Any]:
+        images = await _images(request, batch=True, max_batch=settings.max_batch)
+        answers = await run_in_threadpool(predict, images, heatmap)
+        return {"predictions": [{"path": name, "error": str(answer)} if isinstance(answer, DefectlabError) else answer
+                                for (name, _), answer in zip(images, answers)]}
+
+    return app
+
+
+def _answer(prediction: Prediction, heatmap: bool) -> dict[str, Any]:
+    answer = prediction.to_dict()
+    if heatmap:
+        has_map = prediction.heatmap is not None
+        answer["heatmap_png"] = base64.b64encode(heatmap_png(prediction.heatmap)).decode("ascii") if has_map else None
+    return answer
+
+
+def _key_check(api_key: str | None) -> Callable[[Request], None]:
+    def check(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        bearer = request.headers.get("authorization") or ""
+        if bearer.lower().startswith("bearer "):
+            given = given or bearer[7:].strip()
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise UnauthorizedError("this server needs an API key; send it in the X-API-Key header")
+
+    return check
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as error:
+        raise InvalidInputError(f"the request body is not valid JSON ({error})") from error
+
+
+async def _images(request: Request, *, batch: bool, max_batch: int) -> list[tuple[str, bytes]]:
+    """Return (name, bytes) of each image in a multipart or JSON request."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        images = await _multipart(request, "files" if batch else "file")
+    elif kind.startswith("application/json"):
+        images = _from_json(await _json(request), batch)
+    else:
+        raise InvalidInputError(
+            f"content type {kind or 'none'!r} is not accepted; send multipart/form-data with a "
+            f"{'files' if batch else 'file'!r} field, or application/json"
+        )
+    if not images:
+        raise InvalidInputError("the request has no image; " + ("add 'files' fields" if batch else "add a 'file' field"))
+    if len(images) > max_batch:
+        raise TooLargeError(f"the request has {len(images)} images; this server takes at most {max_batch} per request")
+    return images
+
+
+async def _multipart(request: Request, field: str) -> list[tuple[str, bytes]]:
+    form = await request.form()
+    uploads = form.getlist(field)
+    if not uploads:
+        raise InvalidInputError(f"the form has no {field!r} field; send each image as a file in {field!r}")
+    images = []
+    for index, upload in enumerate(uploads):
+        if isinstance(upload, str):
+            raise InvalidInputError(f"form field {field!r} number {index + 1} is text; send the image as a file")
+        images.append((upload.filename or f"<image {index}>", await upload.read()))
+    return images
+
+
+def _from_json(body: Any, batch: bool) -> list[tuple[str, bytes]]:
+    items = body.get("images") if batch and isinstance(body, dict) else [body]
+    if not isinstance(items, list):
+        raise InvalidInputError('field \'images\' is missing; send {"images": [{"image": BASE64, "name": NAME}, ...]}')
+    images = []
+    for index, item in enumerate(items):
+        where = f"images[{index}]" if batch else "the body"
+        if not isinstance(item, dict) or not isinstance(item.get("image"), str):
+            raise InvalidInputError(f"{where} has no 'image' field; send {{\"image\": BASE64, \"name\": NAME}}")
+        name = str(item.get("name") or f"<image {index}>")
+        try:
+            images.append((name, base64.b64decode(item["image"], validate=True)))
+        except (binascii.Error, ValueError):
+            raise InvalidInputError(f"{where}: field 'image' of {name} is not base64; encode the file's bytes") from None
+    return images
+
+
+def _check_pixels(data: bytes, name: str, limit: int) -> None:
+    """Refuse an image above ``limit`` pixels from its header, before decoding it."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - decode_image gives the reason for unreadable files
+        return
+    if width * height > limit:
+        raise TooLargeError(f"{name} has {width} x {height} pixels; this server takes at most {limit} pixels per image")
+
+
+def _request_body(*, batch: bool) -> dict[str, Any]:
+    """Describe both accepted request forms for OpenAPI."""
+    field = "files" if batch else "file"
+    binary = {"type": "string", "format": "binary"}
+    item = {"type": "object", "required": ["image"],
+            "properties": {"image": {"type": "string", "format": "byte"}, "name": {"type": "string"}}}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": {
+            field: {"type": "array", "items": binary} if batch else binary}}},
+        "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+            "images": {"type": "array", "items": item}}} if batch else item},
+    }}}
+
+
+class _BodyLimit:
+    """ASGI middleware that rejects a request body above ``limit`` bytes, declared or streamed, with status 413."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise TooLargeError(self._message())
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except TooLargeError:
+            await self._refuse(send)
+
+    def _message(self) -> str:
+        return f"the request is larger than this server's limit of {self.limit} bytes; send fewer or smaller images"
+
+    async def _refuse(self, send: Callable) -> None:
+        logger.warning("request rejected: %s", self._message())
+        response = JSONResponse({"error": self._message()}, status_code=413)
+        await response({"type": "http"}, None, send)
