@@ -10,7 +10,10 @@ the auto-tuner picks, ``evaluate_model`` on the test split (images never used
 in training or threshold calibration). Times are wall-clock seconds on this
 machine with 2 threads. ``--peers`` also runs anomalib's PaDiM and PatchCore on
 the very same train and test images, in the separate environment made by
-``benchmarks/peers/setup_anomalib.sh``.
+``benchmarks/peers/setup_anomalib.sh``. ``deployment`` exports each model this
+run trains as an ONNX bundle, times ONNX Runtime against PyTorch on the same
+files and load-tests ``defectlab serve`` with the classifier's bundle
+(``benchmarks/deployment.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from defectlab.formats.records import OK_CLASS
 from defectlab.prediction.predictor import Predictor
 from defectlab.training.run import train_project
 from defectlab.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deployment import compare_engines, load_test  # noqa: E402 - benchmarks/ is not a package
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DATASETS = REPOSITORY.parent / "shared" / "datasets"
@@ -83,6 +89,11 @@ def measure_latency(workspace: Workspace, model_id: int, source: Path) -> dict[s
         list(predictor.predict_files([path]))
     per_image = (time.perf_counter() - started) / len(files)
     return {"images": len(files), "ms_per_image_one_at_a_time": round(per_image * 1000, 1)}
+
+
+def _test_files(workspace: Workspace, model_id: int, source: Path) -> list[Path]:
+    _, images = load_stored_model(workspace, model_id)
+    return [source / image.path for image in images if image.split == "test"]
 
 
 def write_peer_split(workspace: Workspace, model_id: int, source: Path, out: Path) -> Path:
@@ -145,12 +156,12 @@ def memory_benchmark(scratch: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", help="mt-classification, mt-anomaly, kolektor-anomaly, memory")
+    parser.add_argument("--only", nargs="*", help="mt-classification, mt-anomaly, kolektor-anomaly, memory, deployment")
     parser.add_argument("--peers", action="store_true", help="also run anomalib on the same images")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(2)
-    wanted = set(arguments.only or ["mt-classification", "mt-anomaly", "kolektor-anomaly", "memory"])
+    wanted = set(arguments.only or ["mt-classification", "mt-anomaly", "kolektor-anomaly", "memory", "deployment"])
     if not DATASETS.is_dir():
         sys.exit(f"{DATASETS} is missing; the benchmarks need the real datasets")
 
@@ -174,10 +185,16 @@ def _run_selected(wanted: set[str], peers: bool, workspace: Workspace, scratch: 
     if "mt-classification" in wanted:
         figures = train_and_evaluate(workspace, "mt-classification", "classification", tiles)
         figures["latency"] = measure_latency(workspace, figures["model_id"], tiles)
+        if "deployment" in wanted:
+            figures["onnx"] = compare_engines(workspace, figures["model_id"], tiles, scratch / "mt-classification")
+            files = _test_files(workspace, figures["model_id"], tiles)
+            results["inference server load"] = load_test(scratch / "mt-classification", files)
         results["magnetic-tile classification"] = figures
     if "mt-anomaly" in wanted:
         figures = train_and_evaluate(workspace, "mt-anomaly", "anomaly", tiles)
         figures["latency"] = measure_latency(workspace, figures["model_id"], tiles)
+        if "deployment" in wanted:
+            figures["onnx"] = compare_engines(workspace, figures["model_id"], tiles, scratch / "mt-anomaly")
         if peers:
             split_file = write_peer_split(workspace, figures["model_id"], tiles, scratch / "mt-split.json")
             figures["anomalib"] = run_peers(split_file, scratch / "mt-peers.json")
@@ -186,6 +203,8 @@ def _run_selected(wanted: set[str], peers: bool, workspace: Workspace, scratch: 
         kolektor = DATASETS / "kolektorsdd"
         figures = train_and_evaluate(workspace, "kolektor-anomaly", "anomaly", kolektor)
         figures["latency"] = measure_latency(workspace, figures["model_id"], kolektor)
+        if "deployment" in wanted:
+            figures["onnx"] = compare_engines(workspace, figures["model_id"], kolektor, scratch / "kolektor-anomaly")
         results["kolektorsdd anomaly"] = figures
     if "memory" in wanted:
         results["training memory"] = memory_benchmark(scratch / "memory")
