@@ -51,7 +51,38 @@ def test_reopen_keeps_projects(tmp_path: Path) -> None:
     assert [p.name for p in second.list_projects()] == ["a"]
     with second.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == newest_migration()
+
+
+def newest_migration() -> str:
+    """Return the highest revision id among the migration files, read from their names."""
+    from defectlab.workspace.workspace import _MIGRATIONS
+
+    return max(path.name.split("_")[0] for path in (Path(_MIGRATIONS) / "versions").glob("[0-9]*.py"))
+
+
+def test_first_version_workspace_upgraded(tmp_path: Path) -> None:
+    """A workspace made before captured predictions existed gains the inferences table on open."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, inspect
+
+    from defectlab.workspace.workspace import _MIGRATIONS
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'defectlab.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text("INSERT INTO projects (name, task, created_at) VALUES ('old', 'anomaly', '2026-01-01')"))
+    assert "inferences" not in inspect(engine).get_table_names()
+    engine.dispose()
+    reopened = Workspace.open(tmp_path)
+    assert "inferences" in inspect(reopened.engine).get_table_names()
+    assert [project.name for project in reopened.list_projects()] == ["old"]
+    reopened.close()
+        assert connection.execute(text("SELECT name FROM projects")).scalar() == "old"
 
 
 def test_delete_project(workspace: Workspace) -> None:

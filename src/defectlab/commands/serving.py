@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from defectlab.cli import app
+from defectlab.cli import app, open_workspace
 from defectlab.commands.modeling import load_predictor
 from defectlab.errors import InvalidInputError
 
@@ -23,6 +23,11 @@ def serve(
     max_request_mb: Annotated[float, typer.Option(help="Maximum request body size, in MiB.")] = 64.0,
     max_pixels: Annotated[int, typer.Option(help="Maximum image size, in pixels.")] = 64_000_000,
     max_batch: Annotated[int, typer.Option(help="Maximum number of images in one batch request.")] = 64,
+    capture: Annotated[Optional[str], typer.Option(
+        help="Project of the workspace to record every prediction in, keeping the images worth labeling.")] = None,
+    capture_margin: Annotated[float, typer.Option(help="Keep every image scored within this of the threshold.")] = 0.15,
+    capture_fraction: Annotated[float, typer.Option(help="Share of the other images kept, 0 to 1.")] = 0.05,
+    capture_max_mb: Annotated[float, typer.Option(help="Stop keeping images once kept ones take this many MiB.")] = 2048.0,
 ) -> None:
     """Serve a model over HTTP: POST /predict returns the same JSON as 'defectlab predict --json' (docs at /docs)."""
     import uvicorn
@@ -39,6 +44,13 @@ def serve(
         raise InvalidInputError("--max-request-mb, --max-pixels and --max-batch must be positive")
     settings = ServerSettings(api_key=key, max_request_bytes=int(max_request_mb * (1 << 20)),
                               max_pixels=max_pixels, max_batch=max_batch)
-    application = create_app(ModelSlot(load_predictor, model), settings)
-    typer.echo(f"serving {model} on http://{host}:{port} (API docs at /docs); stop with Ctrl+C", err=True)
+    recorder = None
+    if capture is not None:
+        from defectlab.deployment.capture import Capture, CaptureRule
+
+        rule = CaptureRule(margin=capture_margin, fraction=capture_fraction, max_bytes=int(capture_max_mb * (1 << 20)))
+        recorder = Capture(open_workspace(), capture, rule)
+    application = create_app(ModelSlot(load_predictor, model), settings, recorder)
+    where = f", recording predictions into project {capture!r}" if capture else ""
+    typer.echo(f"serving {model} on http://{host}:{port}{where} (API docs at /docs); stop with Ctrl+C", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -9,8 +9,8 @@ Routes (documented by OpenAPI at ``/docs`` and ``/openapi.json``):
 - ``POST /predict``: one image, as a multipart file field ``file`` or as JSON
   ``{"image": BASE64, "name": NAME}``.
 - ``POST /predict/batch``: several images, as multipart fields ``files`` or as
-  JSON ``{"images": [{"image": BASE64, "name": NAME}, ...]}``; an image that
-  cannot be read gets an ``error`` entry and the others are still predicted.
+  JSON ``{"images": [{"image": BASE64, "name": NAME}, ...]}``. An image that
+  cannot be read gets an ``error`` entry. The others are still predicted.
 
 ``?heatmap=true`` adds ``heatmap_png``: the anomaly heatmap as a base64 PNG.
 When an API key is set, every route but ``/health`` needs it in the
@@ -23,6 +23,7 @@ import base64
 import binascii
 import hmac
 import io
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from defectlab.deployment.capture import Capture, check_metadata
 from defectlab.errors import DefectlabError, InvalidInputError
 from defectlab.images import decode_image
 from defectlab.prediction.outputs import heatmap_png
@@ -45,6 +47,15 @@ __all__ = ["ModelSlot", "ServerSettings", "create_app"]
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One image of a request: its name, encoded bytes and the caller's metadata."""
+
+    name: str
+    data: bytes
+    metadata: dict[str, Any]
 
 
 class UnauthorizedError(DefectlabError):
@@ -114,8 +125,8 @@ class ModelSlot:
         return predictor, description
 
 
-def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings()) -> FastAPI:
-    """Build the FastAPI application serving ``slot``'s model."""
+def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings(), capture: Capture | None = None) -> FastAPI:
+    """Build the FastAPI application serving ``slot``'s model, recording predictions into ``capture`` when given."""
     app = FastAPI(title="defectlab inference server", version="1",
                   description="Predictions that match `defectlab predict --json` for the loaded model.")
     app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
@@ -144,21 +155,31 @@ def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings()) -> 
             raise InvalidInputError("field 'model' is missing; send {\"model\": MODEL_ID_OR_FILE_OR_BUNDLE}")
         return await run_in_threadpool(slot.swap, reference)
 
-    def predict(images: list[tuple[str, bytes]], heatmap: bool) -> list[dict[str, Any] | DefectlabError]:
+    def predict(uploads: list[Upload], heatmap: bool) -> list[dict[str, Any] | DefectlabError]:
         """Return each image's prediction as JSON, or the error that kept it from being read."""
-        predictor, _ = slot.get()
+        predictor, description = slot.get()
         decoded, answers = [], []
-        for name, data in images:
+        for upload in uploads:
             try:
-                _check_pixels(data, name, settings.max_pixels)
-                decoded.append((name, decode_image(data, source=name).pixels))
+                _check_pixels(upload.data, upload.name, settings.max_pixels)
+                decoded.append((upload, decode_image(upload.data, source=upload.name)))
                 answers.append(None)
             except DefectlabError as error:
-                logger.warning("image %s not predicted: %s", name, error)
+                logger.warning("image %s not predicted: %s", upload.name, error)
                 answers.append(error)
         with engine_lock:
-            results = iter(predictor.predict([p for _, p in decoded], paths=[n for n, _ in decoded], heatmaps=heatmap))
-        return [answer if answer is not None else _answer(next(results), heatmap) for answer in answers]
+            results = predictor.predict([image.pixels for _, image in decoded],
+                                        paths=[upload.name for upload, _ in decoded], heatmaps=heatmap)
+        model = str(description.get("model_id") or description["reference"])
+        finished = []
+        for (upload, image), result in zip(decoded, results):
+            answer = _answer(result, heatmap)
+            if capture is not None:
+                answer["capture"] = capture.record(upload.name, upload.data, image, result, model=model,
+                                                   metadata=upload.metadata)
+            finished.append(answer)
+        remaining = iter(finished)
+        return [answer if answer is not None else next(remaining) for answer in answers]
 
     @app.post("/predict", summary="Predict one image", dependencies=[authorized],
               openapi_extra=_request_body(batch=False))
@@ -174,8 +195,8 @@ def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings()) -> 
     async def predict_many(request: Request, heatmap: bool = False) -> dict[str, Any]:
         images = await _images(request, batch=True, max_batch=settings.max_batch)
         answers = await run_in_threadpool(predict, images, heatmap)
-        return {"predictions": [{"path": name, "error": str(answer)} if isinstance(answer, DefectlabError) else answer
-                                for (name, _), answer in zip(images, answers)]}
+        return {"predictions": [{"path": upload.name, "error": str(answer)} if isinstance(answer, DefectlabError)
+                                else answer for upload, answer in zip(images, answers)]}
 
     return app
 
@@ -209,8 +230,8 @@ async def _json(request: Request) -> Any:
         raise InvalidInputError(f"the request body is not valid JSON ({error})") from error
 
 
-async def _images(request: Request, *, batch: bool, max_batch: int) -> list[tuple[str, bytes]]:
-    """Return (name, bytes) of each image in a multipart or JSON request."""
+async def _images(request: Request, *, batch: bool, max_batch: int) -> list[Upload]:
+    """Return each image of a multipart or JSON request with its name and metadata."""
     kind = request.headers.get("content-type", "")
     if kind.startswith("multipart/form-data"):
         images = await _multipart(request, "files" if batch else "file")
@@ -228,21 +249,36 @@ async def _images(request: Request, *, batch: bool, max_batch: int) -> list[tupl
     return images
 
 
-async def _multipart(request: Request, field: str) -> list[tuple[str, bytes]]:
+async def _multipart(request: Request, field: str) -> list[Upload]:
     form = await request.form()
     uploads = form.getlist(field)
     if not uploads:
         raise InvalidInputError(f"the form has no {field!r} field; send each image as a file in {field!r}")
+    metadata = _form_metadata(form, field)
     images = []
     for index, upload in enumerate(uploads):
         if isinstance(upload, str):
             raise InvalidInputError(f"form field {field!r} number {index + 1} is text; send the image as a file")
-        images.append((upload.filename or f"<image {index}>", await upload.read()))
+        images.append(Upload(upload.filename or f"<image {index}>", await upload.read(), metadata))
     return images
 
 
-def _from_json(body: Any, batch: bool) -> list[tuple[str, bytes]]:
+def _form_metadata(form: Any, field: str) -> dict[str, Any]:
+    """Return the form's text fields as metadata, merged with the JSON object in a ``metadata`` field."""
+    metadata = {key: value for key, value in form.multi_items() if key not in (field, "metadata") and isinstance(value, str)}
+    text = form.get("metadata")
+    if isinstance(text, str):
+        try:
+            extra = json.loads(text)
+        except ValueError as error:
+            raise InvalidInputError(f"form field 'metadata' is not valid JSON ({error}); send a JSON object") from error
+        metadata.update(check_metadata(extra, "form field 'metadata'"))
+    return check_metadata(metadata, "the form's text fields")
+
+
+def _from_json(body: Any, batch: bool) -> list[Upload]:
     items = body.get("images") if batch and isinstance(body, dict) else [body]
+    shared = check_metadata(body.get("metadata"), "field 'metadata'") if batch and isinstance(body, dict) else {}
     if not isinstance(items, list):
         raise InvalidInputError('field \'images\' is missing; send {"images": [{"image": BASE64, "name": NAME}, ...]}')
     images = []
@@ -251,8 +287,9 @@ def _from_json(body: Any, batch: bool) -> list[tuple[str, bytes]]:
         if not isinstance(item, dict) or not isinstance(item.get("image"), str):
             raise InvalidInputError(f"{where} has no 'image' field; send {{\"image\": BASE64, \"name\": NAME}}")
         name = str(item.get("name") or f"<image {index}>")
+        metadata = {**shared, **check_metadata(item.get("metadata"), f"{where}: field 'metadata'")}
         try:
-            images.append((name, base64.b64decode(item["image"], validate=True)))
+            images.append(Upload(name, base64.b64decode(item["image"], validate=True), metadata))
         except (binascii.Error, ValueError):
             raise InvalidInputError(f"{where}: field 'image' of {name} is not base64; encode the file's bytes") from None
     return images

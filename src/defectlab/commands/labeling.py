@@ -1,0 +1,75 @@
+"""CLI commands for looking at images, labeling them one at a time and choosing which to label next."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated, Optional
+
+import typer
+
+from defectlab.cli import app, echo_json, flag, open_workspace
+from defectlab.commands.data import ProjectArgument
+
+
+@app.command("images")
+def list_images(
+    project: ProjectArgument,
+    unlabeled: Annotated[bool, flag("--unlabeled", help="Only images without a label.")] = False,
+    source: Annotated[Optional[str], typer.Option(help="Only images from this source, such as 'production'.")] = None,
+    as_json: Annotated[bool, flag("--json", help="Print one JSON object a line.")] = False,
+) -> None:
+    """List a project's images with their ids, splits and labels."""
+    from defectlab.data.labels import list_images as rows_of
+
+    for row in rows_of(open_workspace(), project, unlabeled=unlabeled, source=source):
+        if as_json:
+            echo_json(row)
+            continue
+        prediction = row["metadata"].get("prediction")
+        predicted = f"  predicted {prediction['label']} ({prediction['score']:.3f})" if prediction else ""
+        typer.echo(f"{row['id']:>6}  {row['split'] or '-':<5}  {row['label'] or 'unlabeled':<12}  {row['path']}{predicted}")
+
+
+@app.command("label")
+def label_image(
+    project: ProjectArgument,
+    image: Annotated[int, typer.Argument(help="Image id, as 'defectlab images' prints it.")],
+    class_name: Annotated[str, typer.Argument(metavar="CLASS", help="Class to give the image, such as ok or scratch.")],
+    labeler: Annotated[Optional[str], typer.Option(help="Who labels (default: the login name).")] = None,
+    version: Annotated[Optional[int], typer.Option(
+        help="Image version the label is based on; the label is rejected if the image changed since.")] = None,
+) -> None:
+    """Give one image an image-level class."""
+    from defectlab.data.labels import set_image_class
+
+    row = set_image_class(open_workspace(), project, image, class_name, labeler=labeler or _login_name(),
+                          version=version)
+    typer.echo(f"image {row['id']} is now {row['label']} (version {row['version']})")
+
+
+@app.command("suggest")
+def suggest(
+    project: ProjectArgument,
+    count: Annotated[int, typer.Option(help="How many images to suggest.")] = 20,
+    model: Annotated[Optional[int], typer.Option(help="Model id to rank with (default: the project's newest).")] = None,
+    as_json: Annotated[bool, flag("--json", help="Print one JSON object a line.")] = False,
+) -> None:
+    """Rank unlabeled images by how much labeling them should help: uncertain first, no near copies."""
+    from defectlab.data.suggest import suggest_images
+
+    rows = suggest_images(open_workspace(), project, count=count, model_id=model)
+    if not rows and not as_json:
+        typer.echo(f"project {project!r} has no unlabeled images")
+    for row in rows:
+        if as_json:
+            echo_json(row)
+        else:
+            typer.echo(f"{row['rank']:>3}. image {row['image_id']:>6}  predicted {row['label']} ({row['score']:.3f})  "
+                       f"uncertainty {row['uncertainty']:.2f}, diversity {row['diversity']:.2f}  {row['path']}")
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
