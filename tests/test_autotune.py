@@ -15,8 +15,14 @@ def _images(count: int, label: str, *, width: int = 300, height: int = 320, spli
 def test_near_square_images_get_square_input():
     plan = plan_training(_images(50, "ok") + _images(50, "crack"), "classification")
 
+    assert plan.input_size == (160, 160)
+    assert any("160 x 160" in reason for reason in plan.reasons)
+
+
+def test_near_square_anomaly_input_stays_224():
+    plan = plan_training(_images(50, "ok"), "anomaly")
+
     assert plan.input_size == (224, 224)
-    assert any("224 x 224" in reason for reason in plan.reasons)
 
 
 def test_tall_images_keep_aspect_ratio():

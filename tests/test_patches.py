@@ -91,3 +91,25 @@ def test_predictor_same_score_for_every_form(trained) -> None:
     assert len({p.label for p in predictions}) == 1
     for prediction in predictions[1:]:
         assert prediction.score == pytest.approx(predictions[0].score, abs=1e-6)
+
+
+def test_trained_model_averages_flipped_copies(trained) -> None:
+    model, _, _ = trained
+    assert model.test_time_copies == ("identity", "horizontal_flip", "vertical_flip", "rotate_180")
+
+
+def test_saved_model_without_copies_uses_identity(trained) -> None:
+    model, images, _ = trained
+    saved = model.to_dict()
+    del saved["test_time_copies"]
+    restored = PatchClassifier.from_dict(saved)
+    assert restored.test_time_copies == ("identity",)
+    assert restored.predict_proba(images).shape == (15, 3)
+
+
+def test_unknown_test_time_copy_rejected(trained) -> None:
+    model, _, _ = trained
+    saved = model.to_dict()
+    saved["test_time_copies"] = ["rotate_45"]
+    with pytest.raises(InvalidInputError, match="rotate_45"):
+        PatchClassifier.from_dict(saved)

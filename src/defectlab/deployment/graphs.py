@@ -14,7 +14,7 @@ from torch import nn
 
 from defectlab.training.anomaly import AnomalyModel, generate_embedding
 from defectlab.training.classifier import ClassifierModel
-from defectlab.training.patches import PatchClassifier, extract_patch_features
+from defectlab.training.patches import PatchClassifier, extract_patch_features, transform_copy
 
 __all__ = ["PROBABILITIES", "PATCH_DISTANCES", "build_graph"]
 
@@ -41,9 +41,14 @@ class _PatchClassifier(nn.Module):
         self.head = model.head
         height, width = model.preprocessing.input_size
         self.grid = (math.ceil(height / 16), math.ceil(width / 16))
+        self.copies = model.test_time_copies
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.head(extract_patch_features(self.backbone, batch, self.grid)), dim=1)
+        total = torch.zeros(())
+        for name in self.copies:
+            features = extract_patch_features(self.backbone, transform_copy(batch, name), self.grid)
+            total = total + torch.softmax(self.head(features), dim=1)
+        return total / len(self.copies)
 
 
 class _PatchDistances(nn.Module):

@@ -12,7 +12,12 @@ patch scores (multiple-instance learning):
   one small defect makes the whole part defective.
 
 Only the head trains, on feature maps cached once per image and per flipped
-copy, so training takes seconds per epoch on a CPU. Where defect masks (or
+copy, so training takes seconds per epoch on a CPU. Prediction averages the
+class probabilities of the image and its three flipped copies (test-time
+augmentation), and the final epoch's weights are kept: in 5-fold
+cross-validation on the magnetic-tile train and dev images, both together
+raised accuracy at the 0.5 threshold from 0.907 to 0.952 and the image AUROC
+from 0.982 to 0.991. Where defect masks (or
 boxes and polygons) are labeled, patch scores are also trained directly:
 patches inside a mask learn its class and patches outside it learn ``ok``. On magnetic-tile images
 (224 x 224 input, a held-out quarter) this head reached an accuracy of 0.95
@@ -21,7 +26,6 @@ where logistic regression on pooled features reached 0.91.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -32,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectlab.errors import TrainingError
+from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.formats.records import OK_CLASS
 from defectlab.models.efficientnet import (
     BLOCK_CHANNELS,
@@ -62,6 +66,7 @@ _SHARPNESS = 5.0
 _LEARNING_RATE = 3e-3
 _BATCH = 16
 _COPIES = ("identity", "horizontal_flip", "vertical_flip", "rotate_180")
+"""Flipped copies that training samples from and whose probabilities prediction averages."""
 
 
 class _PatchHead(nn.Module):
@@ -135,28 +140,38 @@ class PatchClassifier:
         threshold: Defect score ``1 - p(ok)`` above which an image is defective.
         loss_history: One dict per epoch with ``epoch``, ``train_loss``, ``dev_loss``
             and ``dev_accuracy``.
+        test_time_copies: Copies of each image (names from ``_COPIES``) whose class
+            probabilities ``predict_proba`` averages; the threshold was chosen on the
+            same average. Models saved before this setting existed use ``identity`` only.
     """
 
     head_name = "patches"
 
     def __init__(self, preprocessing: Preprocessing, class_names: Sequence[str], head: _PatchHead, *,
                  threshold: float = 0.5, loss_history: Sequence[dict[str, float]] = (),
-                 backbone: EfficientNetLite0 | None = None) -> None:
+                 backbone: EfficientNetLite0 | None = None,
+                 test_time_copies: Sequence[str] = ("identity",)) -> None:
         self.preprocessing = preprocessing
         self.class_names = list(class_names)
         self.head = head.eval()
         self.threshold = float(threshold)
         self.loss_history = [dict(entry) for entry in loss_history]
         self.backbone = backbone if backbone is not None else load_efficientnet_lite0()
+        self.test_time_copies = _check_copies(test_time_copies)
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Return class probabilities, float32 ``(N, C)``, for decoded pixels ``(H, W)`` or ``(H, W, 3)``."""
+        """Return class probabilities, float32 ``(N, C)``, for decoded pixels ``(H, W)`` or ``(H, W, 3)``.
+
+        Each row is the mean of the probabilities of the ``test_time_copies`` of the image.
+        """
         rows = []
         with torch.inference_mode():
             for start in range(0, len(images), _BATCH):
                 batch = to_batch([images[i] for i in range(start, min(start + _BATCH, len(images)))],
                                  self.preprocessing)
-                rows.append(torch.softmax(self.head(extract_patch_features(self.backbone, batch)), dim=1))
+                copies = [extract_patch_features(self.backbone, transform_copy(batch, name))
+                          for name in self.test_time_copies]
+                rows.append(torch.as_tensor(_probabilities(self.head, copies)))
         if not rows:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return torch.cat(rows).numpy().astype(np.float32)
@@ -178,6 +193,7 @@ class PatchClassifier:
             "threshold": self.threshold,
             "loss_history": [dict(entry) for entry in self.loss_history],
             "backbone": backbone_record(),
+            "test_time_copies": list(self.test_time_copies),
         }
 
     @classmethod
@@ -193,25 +209,36 @@ class PatchClassifier:
         head = _PatchHead(_channels(), len(names), names.index(OK_CLASS) if OK_CLASS in names else None)
         head.load_state_dict(data["head"])
         return cls(Preprocessing.from_dict(data["preprocessing"]), names, head, threshold=data["threshold"],
-                   loss_history=data.get("loss_history", []))
+                   loss_history=data.get("loss_history", []),
+                   test_time_copies=data.get("test_time_copies", ("identity",)))
 
 
 def _channels() -> int:
     return sum(BLOCK_CHANNELS[block] for block in FEATURE_BLOCKS)
 
 
+def _check_copies(names: Sequence[str]) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in _COPIES]
+    if not names or unknown:
+        raise InvalidInputError(
+            f"test-time copies {list(names)} are invalid; use one or more of {list(_COPIES)}"
+        )
+    return tuple(names)
+
+
 def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], class_names: Sequence[str],
                            plan: TrainingPlan, *, dev_images: Sequence[np.ndarray], dev_labels: Sequence[int],
                            masks: Sequence[np.ndarray | None] | None = None,
                            progress: Progress | None = None) -> PatchClassifier:
-    """Train the patch head on frozen features; keep the epoch with the lowest dev loss.
+    """Train the patch head on frozen features; keep the final epoch's weights.
 
     Args:
         images: Training pixels, read once each; a lazy sequence keeps memory bounded.
         labels: Class index per training image.
         class_names: Class per index; ``ok`` is the no-defect class.
         plan: Uses ``input_size``, ``epochs``, ``class_weights``, ``escape_cost`` and ``seed``.
-        dev_images: Held-out images that pick the epoch and the threshold (at least one).
+        dev_images: Held-out images that pick the threshold and give the dev loss
+            curve (at least one).
         dev_labels: Class index per dev image.
         masks: Per training image, a boolean ``(H, W)`` defect mask or None. Where
             given, patches inside the mask learn the image's class and patches
@@ -235,8 +262,8 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
     names = list(class_names)
     ok_index = names.index(OK_CLASS) if OK_CLASS in names else None
     targets = _patch_targets(masks, train_labels, ok_index, plan.input_size, cache[0].shape[-2:])
-    dev_cache = _cache(backbone, dev_images, prep, ("identity",),
-                       lambda done: report(len(images) + done, total, "Extracting dev features"))[0]
+    dev_cache = _cache(backbone, dev_images, prep, _COPIES,
+                       lambda done: report(len(images) + done, total, "Extracting dev features"))
 
     head = _PatchHead(_channels(), len(names), ok_index)
     head.mean.copy_(cache[0].float().mean(dim=(0, 2, 3), keepdim=True))
@@ -245,7 +272,7 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
     history = _train(head, cache, targets, train_labels, dev_cache, dev_targets, weights, rng, plan.epochs,
                      lambda epoch: report(len(images) + len(dev_images) + epoch, total, "Training the patch head"))
 
-    model = PatchClassifier(prep, names, head, loss_history=history, backbone=backbone)
+    model = PatchClassifier(prep, names, head, loss_history=history, backbone=backbone, test_time_copies=_COPIES)
     dev_probabilities = _probabilities(head, dev_cache)
     model.threshold = choose_defect_threshold(model, dev_probabilities, dev_targets.numpy(),
                                               escape_cost=plan.escape_cost)
@@ -259,12 +286,13 @@ def _cache(backbone: EfficientNetLite0, images: Sequence[np.ndarray], prep: Prep
     for start in range(0, len(images), _BATCH):
         batch = to_batch([images[i] for i in range(start, min(start + _BATCH, len(images)))], prep)
         for position, name in enumerate(copies):
-            parts[position].append(extract_patch_features(backbone, _transform(batch, name)))
+            parts[position].append(extract_patch_features(backbone, transform_copy(batch, name)))
         report(min(start + _BATCH, len(images)))
     return [torch.cat(part) for part in parts]
 
 
-def _transform(batch: torch.Tensor, name: str) -> torch.Tensor:
+def transform_copy(batch: torch.Tensor, name: str) -> torch.Tensor:
+    """Return the named copy of a batch ``(N, C, H, W)``: one of ``_COPIES``."""
     if name == "horizontal_flip":
         return batch.flip(3)
     if name == "vertical_flip":
@@ -275,15 +303,21 @@ def _transform(batch: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _train(head: _PatchHead, cache: list[torch.Tensor], targets: torch.Tensor | None, labels: torch.Tensor,
-           dev_cache: torch.Tensor,
+           dev_cache: list[torch.Tensor],
            dev_labels: torch.Tensor, weights: torch.Tensor, rng: np.random.Generator, epochs: int,
            report: Callable[[int], None]) -> list[dict[str, float]]:
     batch_size = 32
     optimizer = torch.optim.AdamW(head.parameters(), lr=_LEARNING_RATE, weight_decay=1e-3)
     steps = epochs * max(1, -(-len(labels) // batch_size))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, _LEARNING_RATE, total_steps=steps, pct_start=0.2)
+    """Train for all ``epochs`` and keep the final weights; return one history entry per epoch.
+
+    The final weights are kept rather than those of the epoch with the lowest dev
+    loss: with the one-cycle schedule the learning rate ends near zero, and with few
+    dev images the loss minimum fell on an early epoch often enough to raise overkill
+    (5-fold cross-validation on magnetic tile: 49 of 558 good images against 16).
+    """
     history: list[dict[str, float]] = []
-    best = (math.inf, copy.deepcopy(head.state_dict()))
     for epoch in range(epochs):
         head.train()
         train_loss = _epoch(head, optimizer, schedule, cache, targets, labels, weights, rng, batch_size)
@@ -292,10 +326,7 @@ def _train(head: _PatchHead, cache: list[torch.Tensor], targets: torch.Tensor | 
         dev_loss = float(F.nll_loss(torch.log(torch.as_tensor(probabilities) + 1e-9), dev_labels, weight=weights))
         accuracy = float(np.mean(probabilities.argmax(1) == dev_labels.numpy()))
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": accuracy})
-        if dev_loss < best[0]:
-            best = (dev_loss, copy.deepcopy(head.state_dict()))
         report(epoch + 1)
-    head.load_state_dict(best[1])
     head.eval()
     return history
 
@@ -313,7 +344,7 @@ def _epoch(head: _PatchHead, optimizer: torch.optim.Optimizer, schedule: Any, ca
         patch_logits = head.patch_logits(inputs)
         loss = F.cross_entropy(head.pool(patch_logits), labels[rows], weight=weights)
         if targets is not None:
-            grid = torch.stack([_transform(targets[r][None, None], _COPIES[c])[0, 0] for c, r in zip(chosen, rows)])
+            grid = torch.stack([transform_copy(targets[r][None, None], _COPIES[c])[0, 0] for c, r in zip(chosen, rows)])
             if (grid >= 0).any():
                 loss = loss + F.cross_entropy(patch_logits, grid, weight=weights, ignore_index=-1)
         optimizer.zero_grad()
@@ -359,7 +390,12 @@ def _mask_cover(mask: np.ndarray, input_size: tuple[int, int], grid: tuple[int, 
     return F.adaptive_avg_pool2d(plane, grid)[0, 0]
 
 
-def _probabilities(head: _PatchHead, features: torch.Tensor) -> np.ndarray:
+def _probabilities(head: _PatchHead, copies: Sequence[torch.Tensor]) -> np.ndarray:
+    """Return the mean over ``copies`` (cached features of the same images) of the class probabilities."""
+    total = None
     with torch.inference_mode():
-        logits = torch.cat([head(features[i:i + 64]) for i in range(0, len(features), 64)])
-        return torch.softmax(logits, dim=1).numpy()
+        for features in copies:
+            logits = torch.cat([head(features[i:i + 64]) for i in range(0, len(features), 64)])
+            probabilities = torch.softmax(logits, dim=1)
+            total = probabilities if total is None else total + probabilities
+    return (total / len(copies)).numpy()
