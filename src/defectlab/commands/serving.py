@@ -54,3 +54,28 @@ def serve(
     where = f", recording predictions into project {capture!r}" if capture else ""
     typer.echo(f"serving {model} on http://{host}:{port}{where} (API docs at /docs); stop with Ctrl+C", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command("drift")
+def drift(
+    project: Annotated[str, typer.Argument(help="Project the server captured predictions into.")],
+    model: Annotated[Optional[int], typer.Option(help="Model whose training images to compare with (default: newest).")] = None,
+    recent: Annotated[int, typer.Option(help="How many of the latest captured predictions to compare.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Warn when recent production images look different from the images the model was trained on."""
+    from defectlab.cli import echo_json
+    from defectlab.deployment.drift import drift_report
+
+    report = drift_report(open_workspace(), project, model_id=model, recent=recent)
+    if as_json:
+        echo_json(report)
+        return
+    typer.echo(f"{report['production_images']} recent production images against {report['training_images']} "
+               f"training images of model {report['model_id']}")
+    for row in report["statistics"]:
+        mark = "DRIFT" if row["drifted"] else "ok"
+        typer.echo(f"  {row['statistic']:<10} training {row['training_median']:<10.4g} production "
+                   f"{row['production_median']:<10.4g} {mark}")
+    for warning in report["warnings"] or ["No drift found: production images look like the training images."]:
+        typer.echo(warning)

@@ -16,15 +16,14 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
 from sqlalchemy import select
 
 from defectlab.data.pixels import StoredPixels
 from defectlab.data.snapshot import image_label
 from defectlab.errors import InvalidInputError, NotFoundError
 from defectlab.evaluation.runner import load_stored_model
-from defectlab.models.efficientnet import load_efficientnet_lite0
-from defectlab.models.preprocess import Preprocessing, to_batch
+from defectlab.models.embeddings import embed_images
+from defectlab.models.preprocess import Preprocessing
 from defectlab.prediction.predictor import Predictor
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Image, Model
@@ -32,8 +31,6 @@ from defectlab.workspace.schema import Image, Model
 __all__ = ["suggest_images"]
 
 logger = logging.getLogger(__name__)
-
-_BATCH = 16
 
 
 def suggest_images(workspace: Workspace, project_name: str, *, count: int = 20,
@@ -58,7 +55,7 @@ def suggest_images(workspace: Workspace, project_name: str, *, count: int = 20,
     predictions = predictor.predict(pixels, paths=[path for _, path, _ in images])
     scores = np.array([p.score for p in predictions])
     uncertainty = np.clip(1.0 - np.abs(scores - predictor.threshold) / 0.5, 0.0, 1.0)
-    features = _features(pixels, Preprocessing.from_dict(artifact["preprocessing"]))
+    features = embed_images(pixels, Preprocessing.from_dict(artifact["preprocessing"]))
     order, diversity = _greedy(uncertainty, features, min(count, len(images)))
     logger.info("ranked %d unlabeled images of %s with model %d", len(images), project_name, model_id)
     return [
@@ -84,18 +81,6 @@ def _model_and_unlabeled(workspace: Workspace, project_name: str,
             raise NotFoundError(f"model {model_id} belongs to another project; pick one of {project_name!r}'s models")
         stored = session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)).all()
         return model_id, [(i.id, i.path, i.sha256) for i in stored if image_label(i.annotations) is None]
-
-
-def _features(pixels: StoredPixels, preprocessing: Preprocessing) -> np.ndarray:
-    """Return unit-length pooled backbone features, float32 ``(N, 1280)``."""
-    backbone = load_efficientnet_lite0()
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, len(pixels), _BATCH):
-            batch = to_batch(pixels[start:start + _BATCH], preprocessing)
-            rows.append(backbone.forward_pooled(backbone.forward_blocks(backbone.forward_stem(batch))).numpy())
-    features = np.concatenate(rows)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def _greedy(uncertainty: np.ndarray, features: np.ndarray, count: int) -> tuple[list[int], list[float]]:

@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 
 from defectlab.errors import InvalidInputError
 from defectlab.images.decode import DecodedImage
+from defectlab.images.statistics import image_statistics
 from defectlab.prediction.predictor import Prediction
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Image, Inference
@@ -106,6 +107,7 @@ class Capture:
         """Store one prediction and, by the rule, its image; return the inference id, reason and image id."""
         sha256 = hashlib.sha256(data).hexdigest()
         reason = self.rule.reason(prediction, sha256)
+        stats = image_statistics(image.pixels)
         with self._lock, self.workspace.session() as session:
             existing = session.scalar(select(Image.id).where(Image.project_id == self.project_id, Image.sha256 == sha256))
             image_id = existing
@@ -120,7 +122,7 @@ class Capture:
                 project_id=self.project_id, image_id=image_id, name=name, sha256=sha256, size_bytes=len(data),
                 model=model, label=prediction.label, score=float(prediction.score), threshold=prediction.threshold,
                 is_defect=bool(prediction.is_defect), probabilities=prediction.probabilities, meta=metadata,
-                reason=reason,
+                stats=stats, reason=reason,
             )
             session.add(inference)
             session.flush()

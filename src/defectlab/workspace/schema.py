@@ -165,7 +165,8 @@ class Inference(Base):
 
     ``image_id`` is set when the image itself was kept (see
     ``defectlab.deployment.capture`` for the rule); ``reason`` says why it was
-    kept or not.
+    kept or not. ``stats`` are the image's brightness, contrast, sharpness and
+    size (``defectlab.images.statistics``), kept for every image for drift reports.
     """
 
     __tablename__ = "inferences"
@@ -183,5 +184,6 @@ class Inference(Base):
     is_defect: Mapped[bool] = mapped_column(Boolean)
     probabilities: Mapped[dict[str, float] | None] = mapped_column(JSON)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    stats: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     reason: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)

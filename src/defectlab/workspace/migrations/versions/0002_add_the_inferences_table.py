@@ -30,6 +30,7 @@ def upgrade() -> None:
     sa.Column('is_defect', sa.Boolean(), nullable=False),
     sa.Column('probabilities', sa.JSON(), nullable=True),
     sa.Column('metadata', sa.JSON(), nullable=False),
+    sa.Column('stats', sa.JSON(), nullable=False),
     sa.Column('reason', sa.String(length=20), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['image_id'], ['images.id'], ondelete='SET NULL'),
