@@ -141,7 +141,8 @@ def report_anomaly(model, paths, good, defect, train_seconds, train_count, *, ti
 
 
 def run_classification(paths: list[Path], labels: list[str], *, evaluate: str) -> None:
-    from defectlab.training.classifier import train_classifier
+    """Train the default patch head, with the magnetic-tile defect masks, and score dev or test images."""
+    from defectlab.training.patches import train_patch_classifier
 
     train_part, test = split_test(paths, labels)
     train, dev = train_test_split(train_part, test_size=0.15, random_state=SEED, stratify=[labels[i] for i in train_part])
@@ -157,18 +158,21 @@ def run_classification(paths: list[Path], labels: list[str], *, evaluate: str) -
     plan = plan_training(stats, "classification")
     print(f"plan: input {plan.input_size}, epochs {plan.epochs}, weights {plan.class_weights}")
     started = time.perf_counter()
-    model = train_classifier(
+    model = train_patch_classifier(
         LazyImages([paths[i] for i in train]), [index[labels[i]] for i in train], class_names, plan,
         dev_images=LazyImages([paths[i] for i in dev]), dev_labels=[index[labels[i]] for i in dev],
+        masks=[defect_mask(paths[i]) if labels[i] != "ok" else None for i in train],
     )
     train_seconds = time.perf_counter() - started
-    print(f"trained on {len(train)} images (+{len(dev)} dev) in {train_seconds:.1f} s; head {model.head}, "
+    print(f"trained on {len(train)} images (+{len(dev)} dev) in {train_seconds:.1f} s; "
           f"threshold {model.threshold:.3f}; peak RSS {peak_rss_gb():.2f} GB")
     for entry in model.loss_history:
         print("  epoch", entry)
 
     started = time.perf_counter()
-    predicted = model.predict(LazyImages([paths[i] for i in evaluation]))
+    probabilities = model.predict_proba(LazyImages([paths[i] for i in evaluation]))
+    predicted = [predicted_label(row, score > model.threshold, class_names)
+                 for row, score in zip(probabilities, model.defect_scores(probabilities))]
     per_image_ms = (time.perf_counter() - started) / len(evaluation) * 1000
     truth = [labels[i] for i in evaluation]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth)])
@@ -178,6 +182,22 @@ def run_classification(paths: list[Path], labels: list[str], *, evaluate: str) -
     print(f"{evaluate}: {len(evaluation)} images: accuracy {accuracy:.4f}; escape rate {escapes}/{len(defective)} "
           f"= {escapes / max(1, len(defective)):.4f}; overkill {overkills}/{len(truth) - len(defective)}; "
           f"prediction {per_image_ms:.1f} ms/image (decode included)")
+
+
+def defect_mask(path: Path) -> np.ndarray | None:
+    """Return the magnetic-tile mask beside an image (same name, .png) as booleans, or None."""
+    mask_path = path.with_suffix(".png")
+    if not mask_path.exists():
+        return None
+    return decode_image(mask_path.read_bytes(), source=str(mask_path)).pixels > 0
+
+
+def predicted_label(probabilities: np.ndarray, is_defect: bool, class_names: list[str]) -> str:
+    """Return ``ok`` unless defective, else the most probable defect class."""
+    if not is_defect:
+        return "ok"
+    ranked = sorted(range(len(class_names)), key=lambda k: -probabilities[k])
+    return next(class_names[k] for k in ranked if class_names[k] != "ok")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
