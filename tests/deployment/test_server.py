@@ -218,3 +218,23 @@ def test_serve_command_answers_on_loopback(models) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_swap_under_load_drops_nothing(models) -> None:
+    client = client_for(models["file0"])
+    images = {f"{seed}.png": png(seed) for seed in range(8)}
+    predictors = [Predictor.load(models[key]) for key in ("file0", "file1")]
+    scores = {name: [p.predict_sources([data])[0].score for p in predictors] for name, data in images.items()}
+
+    def ask(name: str) -> tuple[str, int, float]:
+        response = client.post("/predict", files={"file": (name, images[name], "image/png")})
+        return name, response.status_code, response.json().get("score", -1.0)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        pending = [pool.submit(ask, name) for name in list(images) * 4]
+        swapped = client.put("/model", json={"model": str(models["file1"])})
+        results = [future.result() for future in pending]
+    assert swapped.status_code == 200
+    assert [status for _, status, _ in results] == [200] * len(results)
+    for name, _, score in results:
+        assert min(abs(score - expected) for expected in scores[name]) < 1e-5
