@@ -12,6 +12,7 @@ from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.training.anomaly import (
     AnomalyModel,
     choose_threshold,
+    fit_position_stats,
     greedy_coreset,
     nearest_distances,
     train_anomaly_detector,
@@ -135,6 +136,47 @@ def test_foreign_saved_model_rejected(trained):
 
     with pytest.raises(InvalidInputError, match="expected 'defectlab.anomaly.patchcore'"):
         AnomalyModel.from_dict(data)
+
+
+def test_patch_scores_use_position_stats(trained):
+    model, _, rng = trained
+    image = _good(rng)
+
+    distances = model.compute_patch_distances([image])[0]
+    scores = model.compute_patch_scores([image])[0]
+
+    assert model.position_mean.shape == distances.shape
+    assert torch.allclose(scores, (distances - model.position_mean) / model.position_std)
+
+
+def test_version_1_model_scores_distances(trained):
+    data = trained[0].to_dict()
+    data["version"] = 1
+    del data["position_mean"], data["position_std"]
+    image = _good(trained[2])
+
+    restored = AnomalyModel.from_dict(data)
+
+    assert restored.position_mean is None
+    assert torch.equal(restored.compute_patch_scores([image])[0], restored.compute_patch_distances([image])[0])
+
+
+def test_position_stats_shrink_toward_all_positions():
+    # Two images whose left column is always 4 and right column always 0:
+    # per position the variance is 0, over all positions the mean is 2 and the variance 4.
+    maps = [torch.tensor([[4.0, 0.0], [4.0, 0.0]])] * 2
+
+    mean, std = fit_position_stats(maps)
+
+    weight = 2 / (2 + 8)  # two images against a prior of 8 images
+    assert torch.allclose(mean[:, 0], torch.tensor(weight * 4 + (1 - weight) * 2))
+    assert torch.allclose(mean[:, 1], torch.tensor((1 - weight) * 2))
+    assert torch.allclose(std, torch.full((2, 2), ((1 - weight) * 4) ** 0.5))
+
+
+def test_position_stats_without_maps_rejected():
+    with pytest.raises(TrainingError, match="no good calibration image"):
+        fit_position_stats([])
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,9 @@ PROBABILITIES = "probabilities"
 """Output of a classification graph: float32 ``(N, classes)``, rows summing to 1."""
 
 PATCH_DISTANCES = "patch_distances"
-"""Output of an anomaly graph: float32 ``(N, h, w)`` distance of each patch to its nearest good patch."""
+"""Output of an anomaly graph: float32 ``(N, h, w)`` patch scores, the distance of each patch to its
+nearest good patch, standardized per position when the model has position statistics
+(``AnomalyModel.compute_patch_scores``)."""
 
 
 class _GlobalClassifier(nn.Module):
@@ -57,6 +59,10 @@ class _PatchDistances(nn.Module):
         self.backbone = model.backbone
         self.register_buffer("bank_t", model.memory_bank.t().contiguous())
         self.register_buffer("bank_norms", (model.memory_bank * model.memory_bank).sum(dim=1))
+        self.standardized = model.position_mean is not None
+        if self.standardized:
+            self.register_buffer("position_mean", model.position_mean.clone())
+            self.register_buffer("position_std", model.position_std.clone())
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         embedding = generate_embedding(self.backbone, batch)
@@ -65,7 +71,11 @@ class _PatchDistances(nn.Module):
         # |q - b|^2 = |q|^2 - 2 q.b + |b|^2, as in nearest_distances.
         partial = torch.addmm(self.bank_norms, patches, self.bank_t, alpha=-2.0)
         squared = partial.min(dim=1).values + (patches * patches).sum(dim=1)
-        return squared.clamp_min(0.0).sqrt().reshape(count, height, width)
+        distances = squared.clamp_min(0.0).sqrt().reshape(count, height, width)
+        if not self.standardized:
+            return distances
+        # As in AnomalyModel.standardize.
+        return (distances - self.position_mean) / self.position_std
 
 
 def build_graph(model: ClassifierModel | PatchClassifier | AnomalyModel) -> tuple[nn.Module, str]:

@@ -155,17 +155,16 @@ def _fit_anomaly(workspace: Workspace, train: list[SnapshotImage], dev: list[Sna
     good = [image for image in train if image.label == OK_CLASS]
     dev_labels = [int(image.label != OK_CLASS) for image in dev]
     candidates = _scaled_plans(plan) if search_scale and 0 < sum(dev_labels) < len(dev_labels) else [plan]
-    best = None
+    trained = []
     for candidate in candidates:
         model = train_anomaly_detector(
             _pixels(workspace, good), candidate, calibration_images=_pixels(workspace, dev),
             calibration_labels=dev_labels if dev else None, progress=progress,
         )
-        auroc = _dev_auroc(model, _pixels(workspace, dev), dev_labels) if len(candidates) > 1 else None
-        logger.info("anomaly model at input %s: dev AUROC %s", candidate.input_size, auroc)
-        if best is None or auroc > best[0]:
-            best = (auroc, candidate, model)
-    _, plan, model = best
+        auroc = _dev_auroc(model, _pixels(workspace, dev), dev_labels) if len(candidates) > 1 else 0.0
+        logger.info("anomaly model at input %s: dev AUROC %.4f", candidate.input_size, auroc)
+        trained.append((auroc, candidate, model))
+    plan, model = _smallest_of_best(trained)
     if len(candidates) > 1:
         plan = _explain_scale(plan, candidates)
     return {"state": model.to_dict(), "class_names": [OK_CLASS], "threshold": 0.5,
@@ -180,6 +179,23 @@ Finer input is not always better: on textured parts a coarser input can
 ignore the texture and keep the defect (on magnetic-tile dev images,
 96 x 96 px scored a higher AUROC than 224 x 224 px).
 """
+
+
+AUROC_TIE = 0.005
+"""Dev AUROCs this close count as equal; dev sets of tens of images cannot rank them."""
+
+
+def _smallest_of_best(trained: list[tuple[float, TrainingPlan, Any]]) -> tuple[TrainingPlan, Any]:
+    """Return the plan and model with the smallest input among those within ``AUROC_TIE`` of the best dev AUROC.
+
+    Of models that separate the dev images equally well, the smallest input
+    predicts fastest.
+    """
+    best = max(auroc for auroc, _, _ in trained)
+    tied = [(plan.input_size[0] * plan.input_size[1], index) for index, (auroc, plan, _) in enumerate(trained)
+            if auroc >= best - AUROC_TIE]
+    _, chosen = min(tied)
+    return trained[chosen][1], trained[chosen][2]
 
 
 def _can_rank_scales(labeled: list[SnapshotImage]) -> bool:
@@ -215,7 +231,8 @@ def _explain_scale(plan: TrainingPlan, candidates: list[TrainingPlan]) -> Traini
     sizes = ", ".join(f"{c.input_size[0]} x {c.input_size[1]}" for c in candidates)
     reason = (f"Input sizes {sizes} px were each trained and ranked by AUROC on the dev images; "
               f"{plan.input_size[0]} x {plan.input_size[1]} px separated good from defective images best "
-              "and is the size this model uses.")
+              f"(or within {AUROC_TIE} of the best, at a smaller size that predicts faster) and is the size this "
+              "model uses.")
     return replace(plan, reasons=(*plan.reasons, reason))
 
 
