@@ -76,7 +76,7 @@ def test_same_input_gives_identical_tensor():
 
 
 def test_dict_round_trip():
-    prep = Preprocessing(input_size=(640, 256), window=(12.5, 3000.0))
+    prep = Preprocessing(input_size=(640, 256), window=(12.5, 3000.0), full_scale=65535.0)
 
     assert Preprocessing.from_dict(prep.to_dict()) == prep
 
@@ -111,3 +111,34 @@ def test_invalid_settings_rejected(kwargs, message):
 def test_fit_without_images_rejected():
     with pytest.raises(InvalidInputError, match="no training image"):
         fit_preprocessing([], (64, 64))
+
+
+def test_16bit_copy_of_8bit_image_gives_same_input() -> None:
+    rng = np.random.default_rng(3)
+    eight = rng.integers(0, 256, size=(40, 50), dtype=np.uint8)
+    sixteen = eight.astype(np.uint16) * 257
+    prep = fit_preprocessing([eight], (32, 32))
+    assert prep.full_scale == 255.0
+    assert np.allclose(to_tensor(sixteen, prep).numpy(), to_tensor(eight, prep).numpy(), atol=1e-5)
+
+
+def test_mixed_bit_depths_fit_one_window() -> None:
+    rng = np.random.default_rng(4)
+    eight = rng.integers(100, 156, size=(40, 40), dtype=np.uint8)
+    sixteen = eight.astype(np.uint16) * 257
+    prep = fit_preprocessing([eight, sixteen], (32, 32))
+    assert prep.full_scale == 65535.0
+    # Both images hold the same values on the 0..1 scale, so the window spans about 100/255..155/255 of 65535,
+    # widened by a quarter of the span on each side.
+    span = (155 - 100) * 257
+    assert prep.window[0] == pytest.approx(100 * 257 - 0.25 * span, rel=0.02)
+    assert prep.window[1] == pytest.approx(155 * 257 + 0.25 * span, rel=0.02)
+    assert np.allclose(to_tensor(sixteen, prep).numpy(), to_tensor(eight, prep).numpy(), atol=1e-5)
+
+
+def test_model_saved_without_full_scale_keeps_its_units() -> None:
+    saved = Preprocessing((32, 32), (900.0, 1200.0), full_scale=65535.0).to_dict()
+    del saved["full_scale"]
+    assert Preprocessing.from_dict(saved).full_scale == 65535.0
+    saved["window"] = [10.0, 200.0]
+    assert Preprocessing.from_dict(saved).full_scale == 255.0

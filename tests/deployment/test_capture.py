@@ -213,3 +213,9 @@ def test_images_label_and_suggest_commands(served) -> None:
     suggested = run("suggest", "parts", "--count", "2", "--json")
     assert suggested.returncode == 0, suggested.stderr
     assert len(suggested.stdout.splitlines()) == min(2, len(list_images(workspace, "parts", unlabeled=True)))
+
+
+def test_label_good_means_ok(served) -> None:
+    workspace, _, _ = served
+    row = list_images(workspace, "parts")[2]
+    assert set_image_class(workspace, "parts", row["id"], "good", labeler="a")["label"] == "ok"

@@ -80,8 +80,9 @@ def test_api_key_required_except_for_health(models) -> None:
     refused = client.post("/predict", files={"file": ("a.png", png(1), "image/png")})
     assert refused.status_code == 401
     assert "X-API-Key" in refused.json()["error"]
-    assert client.post("/predict", files={"file": ("a.png", png(1), "image/png")},
-                       headers={"X-API-Key": "wrong"}).status_code == 401
+    wrong = client.post("/predict", files={"file": ("a.png", png(1), "image/png")}, headers={"X-API-Key": "wrong"})
+    assert wrong.status_code == 401
+    assert "invalid" in wrong.json()["error"]
     assert client.post("/predict", files={"file": ("a.png", png(1), "image/png")},
                        headers={"X-API-Key": "s3cret"}).status_code == 200
     assert client.get("/model", headers={"Authorization": "Bearer s3cret"}).status_code == 200
@@ -113,13 +114,27 @@ def test_batch_reports_unreadable_image_and_predicts_the_rest(models) -> None:
 @pytest.mark.parametrize(("request_kwargs", "status", "words"), [
     ({"content": b"raw", "headers": {"content-type": "text/plain"}}, 400, "multipart/form-data"),
     ({"json": {"name": "x"}}, 400, "'image'"),
-    ({"json": {"image": "%%%"}}, 400, "not base64"),
+    ({"json": {"image": "%%%"}}, 400, "not valid base64"),
+    ({"json": {"image": 123}}, 400, "field 'image' is int"),
+    ({"content": b"{}", "headers": {}}, 400, "no Content-Type"),
     ({"files": {"other": ("a.png", b"x", "image/png")}}, 400, "'file'"),
 ])
 def test_bad_requests_say_what_to_send(models, request_kwargs, status, words) -> None:
     answer = client_for(models["file0"]).post("/predict", **request_kwargs)
     assert answer.status_code == status
     assert words in answer.json()["error"]
+
+
+def test_errors_share_one_shape(models) -> None:
+    client = client_for(models["file0"])
+    two = client.post("/predict", files=[("file", ("a.png", png(1), "image/png")), ("file", ("b.png", png(2), "image/png"))])
+    assert two.status_code == 400
+    assert "/predict/batch" in two.json()["error"]
+    assert "/nowhere" in client.get("/nowhere").json()["error"]
+    bad_query = client.post("/predict?heatmap=maybe", files={"file": ("a.png", png(1), "image/png")})
+    assert bad_query.status_code == 400
+    assert "heatmap" in bad_query.json()["error"]
+    assert client.get("/docs").status_code == 404
 
 
 def test_limits_on_request_size_pixels_and_batch(models) -> None:
@@ -165,7 +180,7 @@ def test_model_swap_keeps_serving(models) -> None:
     assert after["score"] == pytest.approx(Predictor.load(models["file1"]).predict_sources([data])[0].score, abs=1e-6)
     assert after["score"] != before["score"]
     failed = client.put("/model", json={"model": str(models["file1"]) + ".missing"})
-    assert failed.status_code == 400
+    assert failed.status_code == 404
     assert client.get("/model").json()["reference"] == str(models["file1"])
 
 

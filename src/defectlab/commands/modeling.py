@@ -120,10 +120,11 @@ def predict(
             failures += 1
             typer.echo(f"error: {result}", err=True)
             continue
+        row = result.to_dict()
         if heatmaps is not None and result.heatmap is not None:
-            save_heatmap(result.heatmap, heatmaps, result.path)
+            row["heatmap"] = str(save_heatmap(result.heatmap, heatmaps, result.path))
         if as_json:
-            echo_json(result.to_dict())
+            echo_json(row)
         else:
             verdict = "DEFECT" if result.is_defect else "ok"
             typer.echo(f"{verdict:<6} {result.label:<16} score {result.score:.3f}  {result.path}")

@@ -29,7 +29,7 @@ def serve(
     capture_fraction: Annotated[float, typer.Option(help="Share of the other images kept, 0 to 1.")] = 0.05,
     capture_max_mb: Annotated[float, typer.Option(help="Stop keeping images once kept ones take this many MiB.")] = 2048.0,
 ) -> None:
-    """Serve a model over HTTP: POST /predict returns the same JSON as 'defectlab predict --json' (docs at /docs)."""
+    """Serve a model over HTTP: POST /predict returns the same JSON as 'defectlab predict --json' (schema at /openapi.json)."""
     import uvicorn
 
     from defectlab.deployment.server import LOOPBACK_HOSTS, ModelSlot, ServerSettings, create_app
@@ -52,7 +52,7 @@ def serve(
         recorder = Capture(open_workspace(), capture, rule)
     application = create_app(ModelSlot(load_predictor, model), settings, recorder)
     where = f", recording predictions into project {capture!r}" if capture else ""
-    typer.echo(f"serving {model} on http://{host}:{port}{where} (API docs at /docs); stop with Ctrl+C", err=True)
+    typer.echo(f"serving {model} on http://{host}:{port}{where} (OpenAPI schema at /openapi.json); stop with Ctrl+C", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

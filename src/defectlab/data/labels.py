@@ -9,6 +9,8 @@ from sqlalchemy import select
 
 from defectlab.data.snapshot import image_label
 from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
+from defectlab.formats._layout import is_ok_folder
+from defectlab.formats.records import OK_CLASS
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, DefectClass, Image
 
@@ -46,6 +48,8 @@ def set_image_class(workspace: Workspace, project_name: str, image_id: int, clas
                     labeler: str, version: int | None = None) -> dict[str, Any]:
     """Give an image an image-level class, replacing the class this labeler gave it before.
 
+    The no-defect names import accepts for ``ok`` (``good``, ``OK``, ``MT_Free``...) mean ``ok`` here too.
+
     Args:
         version: The image version the change was based on; a different current
             version means someone changed the image since, and nothing is saved.
@@ -64,6 +68,8 @@ def set_image_class(workspace: Workspace, project_name: str, image_id: int, clas
         if version is not None and version != image.version:
             raise ConflictError(f"image {image_id} is at version {image.version}, not {version}: someone changed it "
                                 "since; look at it again and repeat the change")
+        if is_ok_folder(class_name):
+            class_name = OK_CLASS
         defect_class = session.scalar(select(DefectClass).where(DefectClass.project_id == project.id,
                                                                 DefectClass.name == class_name))
         if defect_class is None:

@@ -25,7 +25,7 @@ from scipy.stats import ks_2samp
 from sqlalchemy import select
 
 from defectlab.data.pixels import StoredPixels
-from defectlab.errors import NotFoundError
+from defectlab.errors import InvalidInputError, NotFoundError
 from defectlab.evaluation.runner import load_stored_model
 from defectlab.images.prepare import Preprocessing
 from defectlab.images.statistics import STATISTICS, image_statistics
@@ -59,8 +59,11 @@ def drift_report(workspace: Workspace, project_name: str, *, model_id: int | Non
     when production looks like training.
 
     Raises:
+        InvalidInputError: ``recent`` is below 1.
         NotFoundError: The project or model does not exist, or nothing was captured yet.
     """
+    if recent < 1:
+        raise InvalidInputError(f"recent {recent} is invalid; compare at least 1 captured prediction")
     model_id, stats, kept = _production(workspace, project_name, model_id, recent)
     artifact, snapshot = load_stored_model(workspace, model_id)
     trained = set(artifact.get("image_ids") or [])
@@ -110,8 +113,8 @@ def _compare(name: str, reference: list[float], production: list[float]) -> dict
     direction = _WORDS[name][0 if shift > 0 else 1]
     return {"statistic": name, "training_median": round(float(median), 6), "production_median": round(now, 6),
             "shift": round(shift, 3), "p_value": p_value, "drifted": drifted,
-            "warning": f"Production images are {direction} than the training images "
-                       f"(median {name} {now:.3g} against {float(median):.3g})."}
+            "warning": (f"Production images are {direction} than the training images "
+                        f"(median {name} {now:.3g} against {float(median):.3g}).") if drifted else None}
 
 
 def _embedding(workspace: Workspace, reference: StoredPixels, kept: list[str],
@@ -129,6 +132,7 @@ def _embedding(workspace: Workspace, reference: StoredPixels, kept: list[str],
     drifted = beyond > allowed
     return {"images": len(kept), "distance_limit": round(limit, 6), "beyond_limit": round(beyond, 4),
             "allowed": round(allowed, 4), "drifted": drifted,
-            "warning": f"{beyond:.0%} of the kept production images are farther from every training image than "
-                       f"95 % of training images are from each other (at most {allowed:.0%} expected); the model may "
-                       "be seeing parts, lighting or cameras it was not trained on. Label some and retrain."}
+            "warning": (f"{beyond:.0%} of the kept production images are farther from every training image than "
+                        f"95% of training images are from each other (at most {allowed:.0%} expected). The model may "
+                        "be seeing parts, lighting or cameras it was not trained on: label some and retrain.")
+            if drifted else None}

@@ -1,6 +1,6 @@
 """The inference server: a REST service that returns the same JSON as ``defectlab predict --json``.
 
-Routes (documented by OpenAPI at ``/docs`` and ``/openapi.json``):
+Routes (described by the OpenAPI schema at ``/openapi.json``):
 
 - ``GET /health``: whether a model is loaded; needs no key.
 - ``GET /model``: what is loaded (task, classes, threshold, engine, provenance).
@@ -32,9 +32,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from defectlab.deployment.capture import Capture, check_metadata
 from defectlab.errors import DefectlabError, InvalidInputError
@@ -127,7 +129,9 @@ class ModelSlot:
 
 def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings(), capture: Capture | None = None) -> FastAPI:
     """Build the FastAPI application serving ``slot``'s model, recording predictions into ``capture`` when given."""
-    app = FastAPI(title="defectlab inference server", version="1",
+    # The interactive /docs and /redoc pages load their scripts from a CDN, which an offline
+    # line PC cannot reach, so only the schema is served: /openapi.json.
+    app = FastAPI(title="defectlab inference server", version="1", docs_url=None, redoc_url=None,
                   description="Predictions that match `defectlab predict --json` for the loaded model.")
     app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
     engine_lock = threading.Lock()
@@ -137,6 +141,17 @@ def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings(), cap
     async def _error(request: Request, error: DefectlabError) -> JSONResponse:
         logger.warning("%s %s failed with status %d: %s", request.method, request.url.path, error.http_status, error)
         return JSONResponse({"error": str(error)}, status_code=error.http_status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        logger.warning("%s %s failed with status %d: %s", request.method, request.url.path, error.status_code, error.detail)
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {error.detail}"}, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors())
+        logger.warning("%s %s rejected: %s", request.method, request.url.path, problems)
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
 
     @app.get("/health", summary="Whether the server is up and a model is loaded")
     def health() -> dict[str, Any]:
@@ -165,7 +180,6 @@ def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings(), cap
                 decoded.append((upload, decode_image(upload.data, source=upload.name)))
                 answers.append(None)
             except DefectlabError as error:
-                logger.warning("image %s not predicted: %s", upload.name, error)
                 answers.append(error)
         with engine_lock:
             results = predictor.predict([image.pixels for _, image in decoded],
@@ -195,6 +209,9 @@ def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings(), cap
     async def predict_many(request: Request, heatmap: bool = False) -> dict[str, Any]:
         images = await _images(request, batch=True, max_batch=settings.max_batch)
         answers = await run_in_threadpool(predict, images, heatmap)
+        for upload, answer in zip(images, answers):
+            if isinstance(answer, DefectlabError):
+                logger.warning("image %s of a batch not predicted: %s", upload.name, answer)
         return {"predictions": [{"path": upload.name, "error": str(answer)} if isinstance(answer, DefectlabError)
                                 else answer for upload, answer in zip(images, answers)]}
 
@@ -217,8 +234,10 @@ def _key_check(api_key: str | None) -> Callable[[Request], None]:
         bearer = request.headers.get("authorization") or ""
         if bearer.lower().startswith("bearer "):
             given = given or bearer[7:].strip()
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
+        if not given:
             raise UnauthorizedError("this server needs an API key; send it in the X-API-Key header")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise UnauthorizedError("the API key is invalid; send the key the server was started with")
 
     return check
 
@@ -233,6 +252,8 @@ async def _json(request: Request) -> Any:
 async def _images(request: Request, *, batch: bool, max_batch: int) -> list[Upload]:
     """Return each image of a multipart or JSON request with its name and metadata."""
     kind = request.headers.get("content-type", "")
+    if not kind:
+        raise InvalidInputError("the request has no Content-Type header; send multipart/form-data or application/json")
     if kind.startswith("multipart/form-data"):
         images = await _multipart(request, "files" if batch else "file")
     elif kind.startswith("application/json"):
@@ -244,6 +265,9 @@ async def _images(request: Request, *, batch: bool, max_batch: int) -> list[Uplo
         )
     if not images:
         raise InvalidInputError("the request has no image; " + ("add 'files' fields" if batch else "add a 'file' field"))
+    if not batch and len(images) > 1:
+        raise InvalidInputError(f"/predict takes one image and the request has {len(images)}; "
+                                "send several images to /predict/batch")
     if len(images) > max_batch:
         raise TooLargeError(f"the request has {len(images)} images; this server takes at most {max_batch} per request")
     return images
@@ -284,14 +308,16 @@ def _from_json(body: Any, batch: bool) -> list[Upload]:
     images = []
     for index, item in enumerate(items):
         where = f"images[{index}]" if batch else "the body"
-        if not isinstance(item, dict) or not isinstance(item.get("image"), str):
+        if not isinstance(item, dict) or "image" not in item:
             raise InvalidInputError(f"{where} has no 'image' field; send {{\"image\": BASE64, \"name\": NAME}}")
+        if not isinstance(item["image"], str):
+            raise InvalidInputError(f"{where}: field 'image' is {type(item['image']).__name__}; send the file's bytes as base64 text")
         name = str(item.get("name") or f"<image {index}>")
         metadata = {**shared, **check_metadata(item.get("metadata"), f"{where}: field 'metadata'")}
         try:
             images.append(Upload(name, base64.b64decode(item["image"], validate=True), metadata))
         except (binascii.Error, ValueError):
-            raise InvalidInputError(f"{where}: field 'image' of {name} is not base64; encode the file's bytes") from None
+            raise InvalidInputError(f"{where}: field 'image' ({name}) is not valid base64; encode the file's bytes as base64") from None
     return images
 
 

@@ -7,12 +7,15 @@ same tensor:
 1. Resize to the model's input size with an antialiasing bilinear filter (Pillow,
    in float32, so 16-bit values keep their precision). The aspect ratio is not
    kept; the auto-tuner picks an input size close to the images' own ratio.
-2. Map the intensity window ``(low, high)``, in the image's native units, to 0..1
-   and clip. The window is fitted once on the training images
+2. Bring the values to the training images' full scale (``full_scale``: 255 when
+   they were all 8-bit, 65535 when any was 16-bit), so that an 8-bit image and the
+   same image stored in 16 bits (values times 257) become the same input.
+3. Map the intensity window ``(low, high)``, in full-scale units, to 0..1 and
+   clip. The window is fitted once on the training images
    (``fit_preprocessing``), which makes a narrow 16-bit range such as 900..1200,
    or 12-bit data stored in 16 bits, as usable as full-range 8-bit data.
-3. Replicate grayscale to three channels.
-4. Normalize each channel with ``mean`` and ``std``.
+4. Replicate grayscale to three channels.
+5. Normalize each channel with ``mean`` and ``std``.
 
 The default ``mean`` and ``std`` (127/255 and 128/255) are those the
 EfficientNet-Lite ImageNet weights were trained with, which map 0..1 to about
@@ -51,15 +54,17 @@ class Preprocessing:
 
     Attributes:
         input_size: Network input ``(height, width)`` in pixels.
-        window: ``(low, high)`` intensities in the image's native units (0..255
-            for 8-bit, 0..65535 for 16-bit) that map to 0 and 1; values outside
-            are clipped.
+        window: ``(low, high)`` intensities in ``full_scale`` units that map to 0
+            and 1; values outside are clipped.
+        full_scale: Maximum value of the training images' pixel type (255 or
+            65535); an image of the other type is rescaled to it first.
         mean: Per-channel mean subtracted after windowing, on the 0..1 scale.
         std: Per-channel standard deviation divided by after subtracting ``mean``.
     """
 
     input_size: tuple[int, int]
     window: tuple[float, float]
+    full_scale: float = 255.0
     mean: tuple[float, float, float] = field(default=LITE_MEAN)
     std: tuple[float, float, float] = field(default=LITE_STD)
 
@@ -74,6 +79,10 @@ class Preprocessing:
             raise InvalidInputError(
                 f"intensity window ({low}, {high}) is invalid; 'high' must be greater than 'low'"
             )
+        if self.full_scale not in (255.0, 65535.0):
+            raise InvalidInputError(f"full scale {self.full_scale} is invalid; use 255 (8-bit) or 65535 (16-bit)")
+        if high > self.full_scale:
+            raise InvalidInputError(f"intensity window ({low}, {high}) is invalid; it must lie within 0..{self.full_scale:g}")
         if min(self.std) <= 0:
             raise InvalidInputError(f"normalization std {self.std} is invalid; every value must be positive")
 
@@ -82,6 +91,7 @@ class Preprocessing:
         return {
             "input_size": [int(v) for v in self.input_size],
             "window": [float(v) for v in self.window],
+            "full_scale": float(self.full_scale),
             "mean": [float(v) for v in self.mean],
             "std": [float(v) for v in self.std],
         }
@@ -97,6 +107,7 @@ class Preprocessing:
             return cls(
                 input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
                 window=(float(data["window"][0]), float(data["window"][1])),
+                full_scale=float(data.get("full_scale") or _legacy_full_scale(data["window"])),
                 mean=tuple(float(v) for v in data["mean"]),
                 std=tuple(float(v) for v in data["std"]),
             )
@@ -137,18 +148,26 @@ def fit_preprocessing(
     samples, type_max = [], 255.0
     for pixels in images:
         _check_pixels(pixels)
-        type_max = max(type_max, float(np.iinfo(pixels.dtype).max))
+        own_max = float(np.iinfo(pixels.dtype).max)
+        type_max = max(type_max, own_max)
         flat = pixels.reshape(-1)
         take = min(flat.size, _SAMPLES_PER_IMAGE)
-        samples.append(flat[rng.choice(flat.size, size=take, replace=False)].astype(np.float32))
+        # Samples are kept as fractions of their own type's maximum, so 8- and 16-bit images mix.
+        samples.append(flat[rng.choice(flat.size, size=take, replace=False)].astype(np.float32) / own_max)
     if not samples:
         raise InvalidInputError("no training image was given, so the intensity window cannot be fitted")
 
-    low, high = np.percentile(np.concatenate(samples), percentiles)
+    low, high = np.percentile(np.concatenate(samples), percentiles) * type_max
     span = max(float(high - low), 1.0)
     low = max(float(low) - margin * span, 0.0)
     high = min(float(high) + margin * span, type_max)
-    return Preprocessing(input_size=(int(input_size[0]), int(input_size[1])), window=(low, max(high, low + 1.0)))
+    return Preprocessing(input_size=(int(input_size[0]), int(input_size[1])), window=(low, max(high, low + 1.0)),
+                         full_scale=type_max)
+
+
+def _legacy_full_scale(window: Sequence[float]) -> float:
+    """Return the full scale of a model saved before ``full_scale`` existed: 65535 if its window needs it."""
+    return 65535.0 if float(window[1]) > 255.0 else 255.0
 
 
 def _check_pixels(pixels: np.ndarray) -> None:
@@ -188,6 +207,9 @@ def to_array(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     if resized.shape[0] == 1:
         resized = np.repeat(resized, 3, axis=0)
 
+    own_max = float(np.iinfo(pixels.dtype).max)
+    if own_max != prep.full_scale:
+        resized *= np.float32(prep.full_scale / own_max)
     low, high = prep.window
     scaled = np.clip((resized - low) / (high - low), 0.0, 1.0)
     mean = np.asarray(prep.mean, dtype=np.float32)[:, None, None]

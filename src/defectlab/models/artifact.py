@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from defectlab.errors import InvalidInputError
+from defectlab.errors import InvalidInputError, NotFoundError
 
 __all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "dump_artifact", "load_artifact", "new_artifact"]
 
@@ -62,7 +62,7 @@ def load_artifact(source: bytes | Path, *, name: str = "<bytes>") -> dict[str, A
         try:
             source = source.read_bytes()
         except FileNotFoundError:
-            raise InvalidInputError(f"model file {name} does not exist") from None
+            raise NotFoundError(f"model file {name} does not exist; give a model id, a model file or a bundle folder") from None
     try:
         artifact = torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a foreign file

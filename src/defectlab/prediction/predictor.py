@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from defectlab.errors import DefectlabError, InvalidInputError
+from defectlab.errors import DefectlabError, InvalidInputError, NotFoundError
 from defectlab.formats.records import OK_CLASS
 from defectlab.images import decode_image
 
@@ -88,7 +88,8 @@ class Predictor:
         """Load a model file from 'export-model', or a bundle folder from 'export-model --format onnx'.
 
         Raises:
-            InvalidInputError: The path is neither, or does not exist.
+            InvalidInputError: The path is neither.
+            NotFoundError: The path does not exist.
         """
         path = Path(path)
         if path.is_dir():
@@ -165,15 +166,19 @@ def iter_image_files(paths: Sequence[Path]) -> Iterator[Path]:
     """Yield the given files and the image files under the given folders, in sorted order.
 
     Raises:
-        InvalidInputError: A path does not exist.
+        NotFoundError: A path does not exist.
+        InvalidInputError: A folder holds no image files.
     """
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InvalidInputError(f"folder {path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            yield from found
         elif path.is_file():
             yield path
         else:
-            raise InvalidInputError(f"{path} does not exist; give image files or folders of images")
+            raise NotFoundError(f"{path} does not exist; give image files or folders of images")
 
 
 def to_pixels(source: ImageSource) -> np.ndarray:
