@@ -7,9 +7,9 @@ same tensor:
 1. Resize to the model's input size with an antialiasing bilinear filter (Pillow,
    in float32, so 16-bit values keep their precision). The aspect ratio is not
    kept; the auto-tuner picks an input size close to the images' own ratio.
-2. Bring the values to the training images' full scale (``full_scale``: 255 when
-   they were all 8-bit, 65535 when any was 16-bit), so that an 8-bit image and the
-   same image stored in 16 bits (values times 257) become the same input.
+2. Bring the values to the training images' full scale (``full_scale``): 255 when
+   they were all 8-bit, 65535 when any was 16-bit. An 8-bit image and the same
+   image stored in 16 bits (values times 257) then become the same input.
 3. Map the intensity window ``(low, high)``, in full-scale units, to 0..1 and
    clip. The window is fitted once on the training images
    (``fit_preprocessing``), which makes a narrow 16-bit range such as 900..1200,

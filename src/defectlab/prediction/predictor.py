@@ -167,13 +167,14 @@ def iter_image_files(paths: Sequence[Path]) -> Iterator[Path]:
 
     Raises:
         NotFoundError: A path does not exist.
-        InvalidInputError: A folder holds no image files.
+        InvalidInputError: A folder contains no image files.
     """
     for path in paths:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise InvalidInputError(f"folder {path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise InvalidInputError(f"folder {path} contains no image files ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                                        "give a folder of images")
             yield from found
         elif path.is_file():
             yield path

@@ -303,7 +303,10 @@ def _choose_input_size(images: Sequence[ImageStats], task: str, reasons: list[st
     aspect = _median([stats.height / stats.width for stats in images])
     short_sides = [min(stats.width, stats.height) for stats in images]
     long_sides = [max(stats.width, stats.height) for stats in images]
-    size_text = f"{min(short_sides)}-{max(long_sides)} px"
+    if min(short_sides) == max(long_sides):
+        size_text = f"{min(short_sides)} x {min(short_sides)} px"
+    else:
+        size_text = f"{min(short_sides)} to {max(long_sides)} px a side"
     if 1 / 1.5 <= aspect <= 1.5:
         side = _CLASSIFICATION_SIDE if task == "classification" else _BASE_SIDE
         reasons.append(
@@ -414,7 +417,7 @@ def _plan_anomaly(plan: TrainingPlan, images: Sequence[ImageStats], reasons: lis
     patches = (height // _PATCH_STRIDE_ANOMALY) * (width // _PATCH_STRIDE_ANOMALY)
     size = int(min(20_000, max(1_000, _SEARCH_BUDGET / (patches * _FEATURE_DIM_ANOMALY))) // 500 * 500)
     reasons.append(
-        f"{good} good training images: a memory bank of {size} patch features (chosen to cover their "
+        f"{good} good training images: a memory bank of at most {size} patch features (chosen to cover their "
         f"patches evenly) keeps the search of one image's {patches} patches fast."
     )
     reasons.append("No augmentation for anomaly detection, so the model learns good parts exactly as the camera sees them.")
