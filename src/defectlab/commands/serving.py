@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from defectlab.cli import app, open_workspace
+from defectlab.cli import app, echo_json, flag, open_workspace
 from defectlab.commands.modeling import load_predictor
 from defectlab.errors import InvalidInputError
 
@@ -58,13 +58,12 @@ def serve(
 
 @app.command("drift")
 def drift(
-    project: Annotated[str, typer.Argument(help="Project the server captured predictions into.")],
+    project: Annotated[str, typer.Argument(metavar="PROJECT", help="Project the server captured predictions into.")],
     model: Annotated[Optional[int], typer.Option(help="Model whose training images to compare with (default: newest).")] = None,
     recent: Annotated[int, typer.Option(help="How many of the latest captured predictions to compare.")] = 500,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Warn when recent production images look different from the images the model was trained on."""
-    from defectlab.cli import echo_json
     from defectlab.deployment.drift import drift_report
 
     report = drift_report(open_workspace(), project, model_id=model, recent=recent)

@@ -162,7 +162,9 @@ def create_app(slot: ModelSlot, settings: ServerSettings = ServerSettings(), cap
         return slot.get()[1]
 
     @app.put("/model", summary="Load another model and swap it in without dropping requests",
-             dependencies=[authorized])
+             dependencies=[authorized], openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object", "required": ["model"], "properties": {
+                     "model": {"type": "string", "description": "Model id, model file or bundle folder."}}}}}}})
     async def swap(request: Request) -> dict[str, Any]:
         body = await _json(request)
         reference = body.get("model") if isinstance(body, dict) else None
@@ -336,13 +338,20 @@ def _request_body(*, batch: bool) -> dict[str, Any]:
     """Describe both accepted request forms for OpenAPI."""
     field = "files" if batch else "file"
     binary = {"type": "string", "format": "binary"}
+    metadata = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
+                "description": "Key-value pairs stored with each prediction when capture is on, "
+                               "such as station, camera and time."}
     item = {"type": "object", "required": ["image"],
-            "properties": {"image": {"type": "string", "format": "byte"}, "name": {"type": "string"}}}
+            "properties": {"image": {"type": "string", "format": "byte"}, "name": {"type": "string"},
+                           "metadata": metadata}}
+    form = {field: {"type": "array", "items": binary} if batch else binary,
+            "metadata": {"type": "string", "description": "A JSON object of more metadata."}}
     return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": {
-            field: {"type": "array", "items": binary} if batch else binary}}},
+        "multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": form,
+                                           "additionalProperties": {"type": "string"},
+                                           "description": "Other text fields (station, camera...) become metadata."}},
         "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
-            "images": {"type": "array", "items": item}}} if batch else item},
+            "images": {"type": "array", "items": item}, "metadata": metadata}} if batch else item},
     }}}
 
 
