@@ -159,7 +159,7 @@ def _fit_anomaly(workspace: Workspace, train: list[SnapshotImage], dev: list[Sna
     for candidate in candidates:
         model = train_anomaly_detector(
             _pixels(workspace, good), candidate, calibration_images=_pixels(workspace, dev),
-            calibration_labels=dev_labels if dev else None, progress=progress,
+            calibration_labels=dev_labels if dev else None, progress=_labeled_progress(progress, candidate, candidates),
         )
         auroc = _dev_auroc(model, _pixels(workspace, dev), dev_labels) if len(candidates) > 1 else 0.0
         logger.info("anomaly model at input %s: dev AUROC %.4f", candidate.input_size, auroc)
@@ -179,6 +179,15 @@ Finer input is not always better: on textured parts a coarser input can
 ignore the texture and keep the defect (on magnetic-tile dev images,
 96 x 96 px scored a higher AUROC than 224 x 224 px).
 """
+
+
+def _labeled_progress(progress: Progress | None, candidate: TrainingPlan,
+                      candidates: list[TrainingPlan]) -> Progress | None:
+    """Prefix progress messages with the input size when several sizes are tried."""
+    if progress is None or len(candidates) < 2:
+        return progress
+    height, width = candidate.input_size
+    return lambda done, total, message: progress(done, total, f"{height} x {width} px: {message}")
 
 
 AUROC_TIE = 0.005
