@@ -73,3 +73,41 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "cli"
+
+
+@app.command("agreement")
+def agreement(
+    project: ProjectArgument,
+    labelers: Annotated[Optional[list[str]], typer.Option(
+        "--labeler", help="A labeler to compare; repeat for each (default: everyone who labeled).")] = None,
+    as_json: Annotated[bool, flag("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Measure how far labelers agree on image classes, and each labeler's escapes and overkills."""
+    from defectlab.quality.agreement import collect_labels, measure_agreement
+
+    result = measure_agreement(collect_labels(open_workspace(), project, labelers=labelers))
+    if as_json:
+        echo_json(result)
+        return
+    typer.echo(f"{len(result['labelers'])} labelers, {result['images_with_two_or_more_labels']} images labeled by two "
+               f"or more; Krippendorff's alpha {_figure(result['alpha'])}")
+    for pair in result["kappa_by_pair"]:
+        typer.echo(f"  Cohen's kappa {pair['labelers'][0]} / {pair['labelers'][1]}: {_figure(pair['kappa'])} "
+                   f"on {pair['images']} images")
+    typer.echo("Against the other labelers' consensus:")
+    for row in result["by_labeler"]:
+        typer.echo(f"  {row['labeler']:<16} escape rate {_percent(row['escape_rate'])}, overkill rate "
+                   f"{_percent(row['overkill_rate'])}, {row['images_compared']} images compared")
+    disputed = [row for row in result["least_agreed"] if row["agreement"] < 1.0]
+    typer.echo(f"{len(disputed)} images where labelers disagree" + (", least agreed first:" if disputed else ""))
+    for row in disputed[:20]:
+        labels = ", ".join(f"{name}: {label}" for name, label in row["labels"].items())
+        typer.echo(f"  image {row['image_id']:>6}  {row['path']}  ({labels})")
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"

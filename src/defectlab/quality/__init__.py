@@ -1,0 +1,1 @@
+"""Data quality: how far labelers agree, and (later) suspicious labels, duplicates and imaging problems."""
