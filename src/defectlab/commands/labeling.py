@@ -111,3 +111,25 @@ def _figure(value: float | None) -> str:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+@app.command("check")
+def check(
+    project: ProjectArgument,
+    skip_labels: Annotated[bool, flag("--skip-labels", help="Leave out the search for suspicious labels (the slowest part).")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Find data issues: suspicious labels, duplicates, leakage between splits, imaging problems, thin classes."""
+    from defectlab.quality.check import check_project
+
+    report = check_project(open_workspace(), project, labels=not skip_labels)
+    if as_json:
+        echo_json(report)
+        return
+    counts = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in report["counts"].items()) or "no issues"
+    typer.echo(f"{report['images']} images checked: {counts}")
+    for issue in report["issues"][:50]:
+        where = f"image {issue['image_id']} {issue['path']}" if "image_id" in issue else f"class {issue['class']}"
+        typer.echo(f"  [{issue['kind']}] {where}: {issue['detail']}; {issue['action']}")
+    if len(report["issues"]) > 50:
+        typer.echo(f"  ... and {len(report['issues']) - 50} more; use --json for all")

@@ -1,0 +1,242 @@
+"""One report of a project's data issues: suspicious labels, duplicates, leakage, imaging problems, coverage.
+
+- Suspicious labels (classification): out-of-fold class probabilities from a
+  logistic regression on image embeddings (pooled EfficientNet-Lite0 features),
+  5-fold and stratified, then confident learning from ``cleanlab``. Each flagged
+  image has the label given, the label suggested and a score (1 - label quality).
+- Duplicates: exact duplicates have the same decoded pixels. Near duplicates
+  (re-encoded, resized, or the same part at another exposure) have nearly the
+  same fine structure in a 32 x 32 thumbnail: correlation distance below
+  ``NEAR_DISTANCE``. Crops of more than a pixel or two are not found this way. A pair split across
+  train and dev or test is leakage: the model is measured on what it trained on.
+- Imaging problems: too dark, too bright, little contrast, blurry compared with
+  the project's other images, an odd aspect ratio, or a bit depth or channel
+  count unlike most images.
+- Coverage: classes with fewer than ``MIN_IMAGES_PER_CLASS`` labeled images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from defectlab.data.pixels import StoredPixels, Subset
+from defectlab.data.snapshot import image_label
+from defectlab.images.prepare import fit_preprocessing
+from defectlab.images.statistics import image_statistics
+from defectlab.workspace import Workspace
+from defectlab.workspace.schema import Image
+
+__all__ = ["MIN_IMAGES_PER_CLASS", "NEAR_DISTANCE", "check_project", "load_items", "score_labels"]
+
+logger = logging.getLogger(__name__)
+
+NEAR_DISTANCE = 0.05
+"""Thumbnail correlation distance below which two images count as near duplicates.
+
+On magnetic-tile images, JPEG re-encoding at quality 70 moved copies up to 0.007
+and resizing to 80 % up to 0.018. Smoother parts with less fine texture move
+further: 0.04 for a generated 256 x 256 part saved as JPEG at quality 80.
+"""
+
+MIN_IMAGES_PER_CLASS = 20
+"""Fewer labeled images than this in a class is reported as thin coverage."""
+
+_EMBEDDING_SIZE = (160, 160)
+_FOLDS = 5
+_THUMBNAIL = 32
+
+
+@dataclass
+class _Item:
+    image_id: int
+    path: str
+    sha256: str
+    split: str | None
+    label: str | None
+    bit_depth: int
+    channels: int
+
+
+def check_project(workspace: Workspace, project_name: str, *, labels: bool = True) -> dict[str, Any]:
+    """Return ``{"counts": {kind: n}, "issues": [...]}`` for the project's images, worst first within each kind.
+
+    Args:
+        labels: Whether to search for suspicious labels (the slowest part).
+    """
+    task, items, pixels = load_items(workspace, project_name)
+    prints = [_fingerprint(pixels[index]) for index in range(len(items))]
+    issues = [*_duplicates(items, prints), *_imaging(items, [stats for _, _, stats in prints]), *_coverage(items)]
+    if labels and task == "classification":
+        issues = _suspicious_labels(items, pixels) + issues
+    counts = Counter(issue["kind"] for issue in issues)
+    logger.info("checked %d images of %s: %s", len(items), project_name, dict(counts))
+    return {"project": project_name, "images": len(items), "counts": dict(sorted(counts.items())), "issues": issues}
+
+
+def load_items(workspace: Workspace, project_name: str) -> tuple[str, list[_Item], StoredPixels]:
+    """Return the project's task, its images in id order, and their pixels (decoded on access)."""
+    with workspace.session() as session:
+        project = workspace.get_project(session, project_name)
+        task = project.task
+        items = [_Item(i.id, i.path, i.sha256, i.split, image_label(i.annotations), i.bit_depth, i.channels)
+                 for i in session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id))]
+    return task, items, StoredPixels(workspace.blobs, [item.sha256 for item in items], [item.path for item in items])
+
+
+def _fingerprint(pixels: np.ndarray) -> tuple[str, np.ndarray, dict[str, float]]:
+    """Return a digest of the decoded pixels, the thumbnail and the image statistics of one image."""
+    digest = hashlib.sha256(str(pixels.shape).encode() + str(pixels.dtype).encode() + pixels.tobytes()).hexdigest()
+    return digest, _thumbnail(pixels), image_statistics(pixels)
+
+
+def _suspicious_labels(items: list[_Item], pixels: StoredPixels) -> list[dict[str, Any]]:
+    from cleanlab.filter import find_label_issues
+
+    scored = score_labels(items, pixels)
+    if scored is None:
+        return []
+    usable, classes, given, probabilities, quality = scored
+    flagged = find_label_issues(given, probabilities, return_indices_ranked_by="self_confidence")
+    return [_issue("suspicious_label", items[usable[row]], round(1.0 - float(quality[row]), 6),
+                   f"labeled {classes[given[row]]}, but the images most like it suggest "
+                   f"{classes[int(np.argmax(probabilities[row]))]}", "relabel or confirm the label",
+                   suggested=classes[int(np.argmax(probabilities[row]))])
+            for row in flagged]
+
+
+def score_labels(items: list[_Item], pixels: StoredPixels) -> tuple[list[int], list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """Return the scored item indices, classes, given class indices, out-of-fold probabilities and label quality.
+
+    Classes with fewer than two labeled images cannot be cross-validated and are
+    left out; None when fewer than two classes remain.
+    """
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from defectlab.models.embeddings import embed_images
+
+    labeled = [index for index, item in enumerate(items) if item.label is not None]
+    counts = Counter(items[index].label for index in labeled)
+    usable = [index for index in labeled if counts[items[index].label] >= 2]
+    classes = sorted({items[index].label for index in usable})
+    if len(classes) < 2:
+        return None
+    folds = min(_FOLDS, min(counts[name] for name in classes))
+    images = Subset(pixels, usable)
+    features = embed_images(images, fit_preprocessing(images, _EMBEDDING_SIZE))
+    given = np.array([classes.index(items[index].label) for index in usable])
+    model = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced")
+    probabilities = cross_val_predict(model, features, given, method="predict_proba",
+                                      cv=StratifiedKFold(folds, shuffle=True, random_state=0))
+    return usable, classes, given, probabilities, get_label_quality_scores(given, probabilities)
+
+
+def _duplicates(items: list[_Item], prints: list[tuple[str, np.ndarray, dict[str, float]]]) -> list[dict[str, Any]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, (digest, _, _) in enumerate(prints):
+        groups[digest].append(index)
+    issues = []
+    exact = set()
+    for members in groups.values():
+        for other in members[1:]:
+            exact.add((members[0], other))
+            issues.append(_pair("exact_duplicate", items, members[0], other, 0.0))
+    for distance, a, b in sorted(_near_pairs(np.stack([t for _, t, _ in prints]) if prints else np.zeros((0, 1)))):
+        if (a, b) not in exact:
+            issues.append(_pair("near_duplicate", items, a, b, distance))
+    leaks = [dict(issue, kind="leakage", action="keep both images in one split, or exclude one")
+             for issue in issues if _splits_differ(items, issue["image_id"], issue["other_image_id"])]
+    return issues + leaks
+
+
+def _near_pairs(thumbnails: np.ndarray, chunk: int = 1024) -> list[tuple[float, int, int]]:
+    """Return (distance, i, j) with i < j for thumbnails closer than ``NEAR_DISTANCE``, in blocks of rows."""
+    pairs = []
+    for start in range(0, len(thumbnails), chunk):
+        distances = 1.0 - thumbnails[start:start + chunk] @ thumbnails.T
+        rows, columns = np.where(distances < NEAR_DISTANCE)
+        pairs.extend((float(distances[r, c]), start + int(r), int(c)) for r, c in zip(rows, columns) if c > start + r)
+    return pairs
+
+
+def _thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """Return the image's fine structure at 32 x 32: a thumbnail minus its 5 x 5 blur, zero mean and unit length.
+
+    Re-encoding and resizing keep this structure, and brightness changes do not
+    move it, while two different parts of the same kind differ in it.
+    """
+    plane = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
+    if plane.ndim == 3:
+        plane = plane.mean(axis=2)
+    small = np.asarray(PILImage.fromarray(plane).resize((_THUMBNAIL, _THUMBNAIL), PILImage.Resampling.BOX),
+                       dtype=np.float64)
+    padded = np.pad(small, 2, mode="edge")
+    blurred = sum(padded[i:i + _THUMBNAIL, j:j + _THUMBNAIL] for i in range(5) for j in range(5)) / 25.0
+    detail = (small - blurred).ravel()
+    detail -= detail.mean()
+    return detail / max(float(np.linalg.norm(detail)), 1e-9)
+
+
+def _splits_differ(items: list[_Item], first_id: int, second_id: int) -> bool:
+    by_id = {item.image_id: item.split for item in items}
+    splits = {by_id[first_id], by_id[second_id]}
+    return "train" in splits and bool(splits & {"dev", "test"})
+
+
+def _pair(kind: str, items: list[_Item], a: int, b: int, distance: float) -> dict[str, Any]:
+    detail = f"same pixels as {items[b].path}" if kind == "exact_duplicate" else \
+        f"nearly the same image as {items[b].path} (thumbnail distance {distance:.4f})"
+    return _issue(kind, items[a], round(1.0 - distance, 6), detail, "exclude one of the two",
+                  other_image_id=items[b].image_id, other_path=items[b].path)
+
+
+def _imaging(items: list[_Item], stats: list[dict[str, float]]) -> list[dict[str, Any]]:
+    if not items:
+        return []
+    sharpness = np.array([s["sharpness"] for s in stats])
+    aspect = np.array([s["width"] / s["height"] for s in stats])
+    usual_depth = Counter(item.bit_depth for item in items).most_common(1)[0][0]
+    usual_channels = Counter(item.channels for item in items).most_common(1)[0][0]
+    median_sharpness, median_aspect = float(np.median(sharpness)), float(np.median(aspect))
+    issues = []
+    for item, s, sharp, ratio in zip(items, stats, sharpness, aspect):
+        problems = []
+        if s["brightness"] < 0.08:
+            problems.append(f"too dark (mean brightness {s['brightness']:.2f} of 1)")
+        if s["brightness"] > 0.92:
+            problems.append(f"too bright (mean brightness {s['brightness']:.2f} of 1)")
+        if s["contrast"] < 0.01:
+            problems.append(f"almost no contrast (standard deviation {s['contrast']:.3f} of 1)")
+        if median_sharpness > 0 and sharp < 0.25 * median_sharpness:
+            problems.append(f"blurry (sharpness {sharp:.4f} against {median_sharpness:.4f} typical)")
+        if not 0.5 <= ratio / median_aspect <= 2.0:
+            problems.append(f"odd aspect ratio {ratio:.2f} (typical {median_aspect:.2f})")
+        if item.bit_depth != usual_depth or item.channels != usual_channels:
+            problems.append(f"{item.bit_depth}-bit with {item.channels} channel(s), unlike most images "
+                            f"({usual_depth}-bit, {usual_channels})")
+        if problems:
+            issues.append(_issue("imaging", item, float(len(problems)), "; ".join(problems),
+                                 "check the camera set-up, or exclude the image"))
+    return issues
+
+
+def _coverage(items: list[_Item]) -> list[dict[str, Any]]:
+    counts = Counter(item.label for item in items if item.label is not None)
+    return [{"kind": "coverage", "class": name, "images": count, "score": float(MIN_IMAGES_PER_CLASS - count),
+             "detail": f"class {name} has {count} labeled images",
+             "action": f"add about {MIN_IMAGES_PER_CLASS - count} more images of {name}"}
+            for name, count in sorted(counts.items(), key=lambda pair: pair[1]) if count < MIN_IMAGES_PER_CLASS]
+
+
+def _issue(kind: str, item: _Item, score: float, detail: str, action: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "image_id": item.image_id, "path": item.path, "split": item.split, "label": item.label,
+            "score": score, "detail": detail, "action": action, **extra}
