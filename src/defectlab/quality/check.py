@@ -5,9 +5,8 @@
   5-fold and stratified, then confident learning from ``cleanlab``. Each flagged
   image has the label given, the label suggested and a score (1 - label quality).
 - Duplicates: exact duplicates have the same decoded pixels. Near duplicates
-  (re-encoded, resized, or the same part at another exposure) have nearly the
-  same fine structure in a 32 x 32 thumbnail: correlation distance below
-  ``NEAR_DISTANCE``. Crops of more than a pixel or two are not found this way. A pair split across
+  (re-encoded, resized, or the same part at another exposure) are found as
+  ``defectlab.quality.duplicates`` describes. A pair split across
   train and dev or test is leakage: the model is measured on what it trained on.
 - Imaging problems: too dark, too bright, little contrast, blurry compared with
   the project's other images, an odd aspect ratio, or a bit depth or channel
@@ -24,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image as PILImage
 from sqlalchemy import select
 
 from defectlab.data.pixels import StoredPixels, Subset
 from defectlab.data.snapshot import image_label
 from defectlab.images.prepare import fit_preprocessing
 from defectlab.images.statistics import image_statistics
+from defectlab.quality.duplicates import NEAR_DISTANCE, near_pairs, thumbnail
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Image
 
@@ -38,20 +37,11 @@ __all__ = ["MIN_IMAGES_PER_CLASS", "NEAR_DISTANCE", "check_project", "load_items
 
 logger = logging.getLogger(__name__)
 
-NEAR_DISTANCE = 0.05
-"""Thumbnail correlation distance below which two images count as near duplicates.
-
-On magnetic-tile images, JPEG re-encoding at quality 70 moved copies up to 0.007
-and resizing to 80 % up to 0.018. Smoother parts with less fine texture move
-further: 0.04 for a generated 256 x 256 part saved as JPEG at quality 80.
-"""
-
 MIN_IMAGES_PER_CLASS = 20
 """Fewer labeled images than this in a class is reported as thin coverage."""
 
 _EMBEDDING_SIZE = (160, 160)
 _FOLDS = 5
-_THUMBNAIL = 32
 
 
 @dataclass
@@ -94,7 +84,7 @@ def load_items(workspace: Workspace, project_name: str) -> tuple[str, list[_Item
 def _fingerprint(pixels: np.ndarray) -> tuple[str, np.ndarray, dict[str, float]]:
     """Return a digest of the decoded pixels, the thumbnail and the image statistics of one image."""
     digest = hashlib.sha256(str(pixels.shape).encode() + str(pixels.dtype).encode() + pixels.tobytes()).hexdigest()
-    return digest, _thumbnail(pixels), image_statistics(pixels)
+    return digest, thumbnail(pixels), image_statistics(pixels)
 
 
 def _suspicious_labels(items: list[_Item], pixels: StoredPixels) -> list[dict[str, Any]]:
@@ -150,40 +140,12 @@ def _duplicates(items: list[_Item], prints: list[tuple[str, np.ndarray, dict[str
         for other in members[1:]:
             exact.add((members[0], other))
             issues.append(_pair("exact_duplicate", items, members[0], other, 0.0))
-    for distance, a, b in sorted(_near_pairs(np.stack([t for _, t, _ in prints]) if prints else np.zeros((0, 1)))):
+    for distance, a, b in sorted(near_pairs(np.stack([t for _, t, _ in prints]) if prints else np.zeros((0, 1)))):
         if (a, b) not in exact:
             issues.append(_pair("near_duplicate", items, a, b, distance))
     leaks = [dict(issue, kind="leakage", action="keep both images in one split, or exclude one")
              for issue in issues if _splits_differ(items, issue["image_id"], issue["other_image_id"])]
     return issues + leaks
-
-
-def _near_pairs(thumbnails: np.ndarray, chunk: int = 1024) -> list[tuple[float, int, int]]:
-    """Return (distance, i, j) with i < j for thumbnails closer than ``NEAR_DISTANCE``, in blocks of rows."""
-    pairs = []
-    for start in range(0, len(thumbnails), chunk):
-        distances = 1.0 - thumbnails[start:start + chunk] @ thumbnails.T
-        rows, columns = np.where(distances < NEAR_DISTANCE)
-        pairs.extend((float(distances[r, c]), start + int(r), int(c)) for r, c in zip(rows, columns) if c > start + r)
-    return pairs
-
-
-def _thumbnail(pixels: np.ndarray) -> np.ndarray:
-    """Return the image's fine structure at 32 x 32: a thumbnail minus its 5 x 5 blur, zero mean and unit length.
-
-    Re-encoding and resizing keep this structure, and brightness changes do not
-    move it, while two different parts of the same kind differ in it.
-    """
-    plane = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
-    if plane.ndim == 3:
-        plane = plane.mean(axis=2)
-    small = np.asarray(PILImage.fromarray(plane).resize((_THUMBNAIL, _THUMBNAIL), PILImage.Resampling.BOX),
-                       dtype=np.float64)
-    padded = np.pad(small, 2, mode="edge")
-    blurred = sum(padded[i:i + _THUMBNAIL, j:j + _THUMBNAIL] for i in range(5) for j in range(5)) / 25.0
-    detail = (small - blurred).ravel()
-    detail -= detail.mean()
-    return detail / max(float(np.linalg.norm(detail)), 1e-9)
 
 
 def _splits_differ(items: list[_Item], first_id: int, second_id: int) -> bool:

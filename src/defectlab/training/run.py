@@ -79,7 +79,7 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
     """
     started = time.monotonic()
     task, images = _frozen_images(workspace, project_name)
-    assigned = assign_splits(images, task=task)
+    assigned = assign_splits(images, task=task, near=_near_duplicate_groups(workspace, images, task))
     images = [replace(image, split=assigned.get(image.image_id, image.split)) for image in images]
     labeled = [image for image in images if image.label is not None]
     _check_labels(labeled, task, project_name)
@@ -188,6 +188,24 @@ def _labeled_progress(progress: Progress | None, candidate: TrainingPlan,
         return progress
     height, width = candidate.input_size
     return lambda done, total, message: progress(done, total, f"{height} x {width} px: {message}")
+
+
+def _near_duplicate_groups(workspace: Workspace, images: list[SnapshotImage], task: str) -> dict[int, str]:
+    """Return a group name per labeled image that has near duplicates, so that splits keep each group together.
+
+    Nothing is decoded when every labeled image keeps the split it has.
+    """
+    from defectlab.quality.duplicates import group_near_duplicates
+
+    labeled = [image for image in images if image.label is not None]
+    if not assign_splits(labeled, task=task):
+        return {}
+    groups = group_near_duplicates(_pixels(workspace, labeled))
+    sizes = Counter(groups)
+    shared = {group: min(labeled[i].sha256 for i, g in enumerate(groups) if g == group)
+              for group, size in sizes.items() if size > 1}
+    logger.info("%d groups of near-duplicate images kept within one split", len(shared))
+    return {labeled[i].image_id: shared[group] for i, group in enumerate(groups) if group in shared}
 
 
 AUROC_TIE = 0.005
