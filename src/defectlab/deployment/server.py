@@ -368,7 +368,7 @@ class _BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await self._reject(send)
             return
         received = 0
 
@@ -383,12 +383,12 @@ class _BodyLimit:
         try:
             await self.app(scope, counted, send)
         except TooLargeError:
-            await self._refuse(send)
+            await self._reject(send)
 
     def _message(self) -> str:
         return f"the request is larger than this server's limit of {self.limit} bytes; send fewer or smaller images"
 
-    async def _refuse(self, send: Callable) -> None:
+    async def _reject(self, send: Callable) -> None:
         logger.warning("request rejected: %s", self._message())
         response = JSONResponse({"error": self._message()}, status_code=413)
         await response({"type": "http"}, None, send)

@@ -354,8 +354,8 @@ def _calibrate(model: AnomalyModel, images: Sequence[np.ndarray], labels: np.nda
     model.position_mean, model.position_std = fit_position_stats(good_maps)
     raw = np.array([float(m.max()) for m in model.standardize(distances)], dtype=np.float64)
     defective = raw[labels == 1]
-    # Each good image is scored with statistics fitted without it, as a new good
-    # image would be; scoring it with its own statistics would set the threshold too low.
+    # Each good image is scored with statistics fitted without it, as a new good image would be.
+    # Its own statistics would lower its score and so set the threshold too low.
     good = np.array([_left_out_score(good_maps, index) for index in range(len(good_maps))]) if len(good_maps) > 1 else raw[labels == 0]
     model.threshold = choose_threshold(good, defective, escape_cost=escape_cost)
     model.good_median = float(np.median(good))
