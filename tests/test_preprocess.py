@@ -142,3 +142,18 @@ def test_model_saved_without_full_scale_keeps_its_units() -> None:
     assert Preprocessing.from_dict(saved).full_scale == 65535.0
     saved["window"] = [10.0, 200.0]
     assert Preprocessing.from_dict(saved).full_scale == 255.0
+
+
+def test_unusual_inputs_get_warnings() -> None:
+    from defectlab.images.prepare import check_input
+
+    rng = np.random.default_rng(8)
+    eight = rng.integers(60, 200, size=(50, 50), dtype=np.uint8)
+    prep = fit_preprocessing([eight], (32, 32))
+    assert check_input(eight, prep) == []
+    same_in_sixteen = check_input(eight.astype(np.uint16) * 257, prep)
+    assert len(same_in_sixteen) == 1
+    assert "16-bit" in same_in_sixteen[0]
+    twelve_bit = check_input(eight.astype(np.uint16) * 16, prep)
+    assert len(twelve_bit) == 2
+    assert "outside the intensity range" in twelve_bit[1]

@@ -151,6 +151,12 @@ def test_capture_rule_reasons(score, probabilities, fraction, digest, reason) ->
     assert CaptureRule(margin=0.15, fraction=fraction).reason(prediction(score, probabilities), digest) == reason
 
 
+def test_capture_keeps_unusual_input() -> None:
+    unusual = prediction(0.95)
+    unusual.warnings = ["the image is 16-bit and the model was trained on 8-bit images"]
+    assert CaptureRule(fraction=0.0).reason(unusual, "f" * 64) == "unusual_input"
+
+
 def test_capture_disk_limit_and_copies(served) -> None:
     workspace, _, _ = served
     workspace.create_project("small disk", "anomaly")

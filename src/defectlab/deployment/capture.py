@@ -8,7 +8,9 @@ when one of these holds, checked in this order:
 1. ``near_threshold``: its score is within ``margin`` of the threshold.
 2. ``low_confidence``: for a classifier, its most probable class has a
    probability below ``confidence``.
-3. ``sampled``: it falls in the ``fraction`` of the remaining images drawn by
+3. ``unusual_input``: the prediction carries a warning that the image is unlike
+   the training images (another bit depth, or pixels outside their range).
+4. ``sampled``: it falls in the ``fraction`` of the remaining images drawn by
    their SHA-256, so the same image is always drawn or always passed over.
 
 Otherwise the reason is ``not_sampled``. Images stop being kept once the kept
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
 PRODUCTION_FOLDER = "production"
 """Captured images get paths ``production/YYYY-MM-DD/<digest><suffix>`` in the project."""
 
-KEPT_REASONS = ("near_threshold", "low_confidence", "sampled")
+KEPT_REASONS = ("near_threshold", "low_confidence", "unusual_input", "sampled")
 """Reasons under which the image itself was stored."""
 
 _MAX_KEYS = 50
@@ -74,11 +76,13 @@ class CaptureRule:
             raise InvalidInputError(f"capture disk limit {self.max_bytes} bytes is invalid; use 0 or more")
 
     def reason(self, prediction: Prediction, sha256: str) -> str:
-        """Return why an image is kept (``near_threshold``, ``low_confidence``, ``sampled``) or ``not_sampled``."""
+        """Return why an image is kept (``near_threshold``, ``low_confidence``, ``unusual_input``, ``sampled``) or ``not_sampled``."""
         if abs(prediction.score - prediction.threshold) <= self.margin:
             return "near_threshold"
         if prediction.probabilities and max(prediction.probabilities.values()) < self.confidence:
             return "low_confidence"
+        if prediction.warnings:
+            return "unusual_input"
         if int(sha256[:8], 16) / 0x1_0000_0000 < self.fraction:
             return "sampled"
         return "not_sampled"

@@ -36,7 +36,7 @@ from PIL import Image
 
 from defectlab.errors import InvalidInputError
 
-__all__ = ["LITE_MEAN", "LITE_STD", "Preprocessing", "fit_preprocessing", "to_array", "to_arrays"]
+__all__ = ["LITE_MEAN", "LITE_STD", "Preprocessing", "check_input", "fit_preprocessing", "to_array", "to_arrays"]
 
 LITE_MEAN = (127.0 / 255.0,) * 3
 """Per-channel mean, on the 0..1 scale, that the EfficientNet-Lite weights expect."""
@@ -215,6 +215,33 @@ def to_array(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     mean = np.asarray(prep.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(prep.std, dtype=np.float32)[:, None, None]
     return ((scaled - mean) / std).astype(np.float32)
+
+
+def check_input(pixels: np.ndarray, prep: Preprocessing, *, clipped_share: float = 0.25) -> list[str]:
+    """Return warnings about an image unlike the model's training images; empty when it looks usual.
+
+    Two signs are checked. The first is a pixel type other than the training
+    images'. Such an image is rescaled, which suits 8-bit data stored in 16 bits
+    but not 12-bit data. The second is more than ``clipped_share`` of the pixels
+    outside the intensity window fitted on the training images, as another
+    exposure or camera gives.
+    """
+    warnings = []
+    own_max = float(np.iinfo(pixels.dtype).max)
+    if own_max != prep.full_scale:
+        warnings.append(f"the image is {_bits(own_max)}-bit and the model was trained on {_bits(prep.full_scale)}-bit "
+                        "images; its values were rescaled, so check that the camera settings match")
+    values = pixels.reshape(-1)[:: max(1, pixels.size // 20_000)].astype(np.float32) * (prep.full_scale / own_max)
+    low, high = prep.window
+    outside = float(np.mean((values < low) | (values > high)))
+    if outside > clipped_share:
+        warnings.append(f"{outside:.0%} of the pixels are outside the intensity range of the training images "
+                        f"({low:.0f} to {high:.0f}); a different exposure or camera can make the score unreliable")
+    return warnings
+
+
+def _bits(full_scale: float) -> int:
+    return 8 if full_scale <= 255 else 16
 
 
 def to_arrays(images: Sequence[np.ndarray], prep: Preprocessing) -> np.ndarray:

@@ -7,7 +7,7 @@ import binascii
 import io
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -16,6 +16,7 @@ import numpy as np
 from defectlab.errors import DefectlabError, InvalidInputError, NotFoundError
 from defectlab.formats.records import OK_CLASS
 from defectlab.images import decode_image
+from defectlab.images.prepare import Preprocessing, check_input
 
 if TYPE_CHECKING:
     from defectlab.prediction.engines import Engine
@@ -45,6 +46,7 @@ class Prediction:
     threshold: float
     probabilities: dict[str, float] | None = None
     heatmap: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -56,6 +58,8 @@ class Prediction:
         }
         if self.probabilities is not None:
             result["probabilities"] = {name: round(p, 6) for name, p in self.probabilities.items()}
+        if self.warnings:
+            result["warnings"] = list(self.warnings)
         return result
 
 
@@ -66,7 +70,8 @@ class Predictor:
     """
 
     def __init__(self, engine: Engine, *, task: str, class_names: Sequence[str], threshold: float,
-                 description: dict[str, Any] | None = None) -> None:
+                 description: dict[str, Any] | None = None, preprocessing: Preprocessing | None = None) -> None:
+        self.preprocessing = preprocessing
         self.task = task
         self.class_names = list(class_names)
         self.threshold = float(threshold)
@@ -81,7 +86,8 @@ class Predictor:
 
         description = {key: artifact.get(key) for key in ("project", "snapshot_id", "created_at", "defectlab_version")}
         return cls(build_engine(artifact), task=artifact["task"], class_names=artifact["class_names"],
-                   threshold=artifact["threshold"], description={**description, "engine": "pytorch"})
+                   threshold=artifact["threshold"], description={**description, "engine": "pytorch"},
+                   preprocessing=Preprocessing.from_dict(artifact["preprocessing"]))
 
     @classmethod
     def load(cls, path: Path) -> Predictor:
@@ -111,7 +117,10 @@ class Predictor:
             batch = images[start:start + _BATCH]
             output = self._engine.score(batch, heatmaps=heatmaps)
             for offset in range(len(batch)):
-                results.append(self._assemble(names[start + offset], output, offset))
+                result = self._assemble(names[start + offset], output, offset)
+                if self.preprocessing is not None:
+                    result.warnings = check_input(batch[offset], self.preprocessing)
+                results.append(result)
         return results
 
     def predict_sources(self, sources: Sequence[ImageSource], *, heatmaps: bool = False) -> list[Prediction]:

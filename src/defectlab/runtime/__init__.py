@@ -40,4 +40,4 @@ def load_bundle(folder: Path, *, threads: int | None = None) -> Predictor:
     engine = OnnxEngine(folder, manifest, threads=threads)
     description = {**manifest.source, "engine": "onnxruntime", "bundle": str(folder)}
     return Predictor(engine, task=manifest.task, class_names=manifest.class_names, threshold=manifest.threshold,
-                     description=description)
+                     description=description, preprocessing=manifest.preprocessing)
