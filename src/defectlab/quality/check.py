@@ -1,8 +1,8 @@
 """One report of a project's data issues: suspicious labels, duplicates, leakage, imaging problems, coverage.
 
-- Suspicious labels (classification): out-of-fold class probabilities from a
-  logistic regression on image embeddings (pooled EfficientNet-Lite0 features),
-  5-fold and stratified, then confident learning from ``cleanlab``. Each flagged
+- Suspicious labels (classification): out-of-fold class probabilities from the
+  patch head that training uses (5 stratified folds, features extracted once),
+  then confident learning from ``cleanlab``. Each flagged
   image has the label given, the label suggested and a score (1 - label quality).
 - Duplicates: exact duplicates have the same decoded pixels. Near duplicates
   (re-encoded, resized, or the same part at another exposure) are found as
@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from defectlab.data.pixels import StoredPixels, Subset
 from defectlab.data.snapshot import image_label
-from defectlab.images.prepare import fit_preprocessing
+from defectlab.formats.records import OK_CLASS
 from defectlab.images.statistics import image_statistics
 from defectlab.quality.duplicates import NEAR_DISTANCE, near_pairs, thumbnail
 from defectlab.workspace import Workspace
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 MIN_IMAGES_PER_CLASS = 20
 """Fewer labeled images than this in a class is reported as thin coverage."""
 
-_EMBEDDING_SIZE = (160, 160)
 _FOLDS = 5
 
 
@@ -105,28 +104,21 @@ def _suspicious_labels(items: list[_Item], pixels: StoredPixels) -> list[dict[st
 def score_labels(items: list[_Item], pixels: StoredPixels) -> tuple[list[int], list[str], np.ndarray, np.ndarray, np.ndarray] | None:
     """Return the scored item indices, classes, given class indices, out-of-fold probabilities and label quality.
 
-    Classes with fewer than two labeled images cannot be cross-validated and are
-    left out; None when fewer than two classes remain.
+    Classes with fewer than ``_FOLDS`` labeled images cannot be cross-validated
+    and are left out; None when fewer than two classes remain.
     """
     from cleanlab.rank import get_label_quality_scores
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from defectlab.models.embeddings import embed_images
+    from defectlab.training.patches import out_of_fold_probabilities
 
     labeled = [index for index, item in enumerate(items) if item.label is not None]
     counts = Counter(items[index].label for index in labeled)
-    usable = [index for index in labeled if counts[items[index].label] >= 2]
-    classes = sorted({items[index].label for index in usable})
+    usable = [index for index in labeled if counts[items[index].label] >= _FOLDS]
+    classes = sorted({items[index].label for index in usable}, key=lambda name: (name != OK_CLASS, name))
     if len(classes) < 2:
         return None
-    folds = min(_FOLDS, min(counts[name] for name in classes))
-    images = Subset(pixels, usable)
-    features = embed_images(images, fit_preprocessing(images, _EMBEDDING_SIZE))
     given = np.array([classes.index(items[index].label) for index in usable])
-    model = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced")
-    probabilities = cross_val_predict(model, features, given, method="predict_proba",
-                                      cv=StratifiedKFold(folds, shuffle=True, random_state=0))
+    probabilities = out_of_fold_probabilities(Subset(pixels, usable), given, classes, folds=_FOLDS)
     return usable, classes, given, probabilities, get_label_quality_scores(given, probabilities)
 
 
