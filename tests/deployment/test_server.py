@@ -77,9 +77,9 @@ def test_health_and_model_description(models) -> None:
 def test_api_key_required_except_for_health(models) -> None:
     client = client_for(models["file0"], ServerSettings(api_key="s3cret"))
     assert client.get("/health").status_code == 200
-    refused = client.post("/predict", files={"file": ("a.png", png(1), "image/png")})
-    assert refused.status_code == 401
-    assert "X-API-Key" in refused.json()["error"]
+    rejected = client.post("/predict", files={"file": ("a.png", png(1), "image/png")})
+    assert rejected.status_code == 401
+    assert "X-API-Key" in rejected.json()["error"]
     wrong = client.post("/predict", files={"file": ("a.png", png(1), "image/png")}, headers={"X-API-Key": "wrong"})
     assert wrong.status_code == 401
     assert "invalid" in wrong.json()["error"]
@@ -211,10 +211,10 @@ def test_serve_command_answers_on_loopback(models) -> None:
     import httpx
 
     environment = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    refused = subprocess.run([sys.executable, "-m", "defectlab", "serve", str(models["bundle"]), "--host", "0.0.0.0"],
+    rejected = subprocess.run([sys.executable, "-m", "defectlab", "serve", str(models["bundle"]), "--host", "0.0.0.0"],
                              capture_output=True, text=True, env={**environment, "DEFECTLAB_API_KEY": ""}, timeout=120)
-    assert refused.returncode != 0
-    assert "API key" in refused.stderr
+    assert rejected.returncode != 0
+    assert "API key" in rejected.stderr
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "defectlab", "serve", str(models["bundle"]), "--port", str(port)],

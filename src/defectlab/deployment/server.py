@@ -232,13 +232,13 @@ def _key_check(api_key: str | None) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         if api_key is None:
             return
-        given = request.headers.get("x-api-key") or ""
+        sent = request.headers.get("x-api-key") or ""
         bearer = request.headers.get("authorization") or ""
         if bearer.lower().startswith("bearer "):
-            given = given or bearer[7:].strip()
-        if not given:
+            sent = sent or bearer[7:].strip()
+        if not sent:
             raise UnauthorizedError("this server needs an API key; send it in the X-API-Key header")
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
+        if not hmac.compare_digest(sent.encode(), api_key.encode()):
             raise UnauthorizedError("the API key is invalid; send the key the server was started with")
 
     return check

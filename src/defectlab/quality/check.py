@@ -135,14 +135,14 @@ def _duplicates(items: list[_Item], prints: list[tuple[str, np.ndarray, dict[str
     for distance, a, b in sorted(near_pairs(np.stack([t for _, t, _ in prints]) if prints else np.zeros((0, 1)))):
         if (a, b) not in exact:
             issues.append(_pair("near_duplicate", items, a, b, distance))
+    split_of = {item.image_id: item.split for item in items}
     leaks = [dict(issue, kind="leakage", action="keep both images in one split, or exclude one")
-             for issue in issues if _splits_differ(items, issue["image_id"], issue["other_image_id"])]
+             for issue in issues if _splits_differ(split_of[issue["image_id"]], split_of[issue["other_image_id"]])]
     return issues + leaks
 
 
-def _splits_differ(items: list[_Item], first_id: int, second_id: int) -> bool:
-    by_id = {item.image_id: item.split for item in items}
-    splits = {by_id[first_id], by_id[second_id]}
+def _splits_differ(first: str | None, second: str | None) -> bool:
+    splits = {first, second}
     return "train" in splits and bool(splits & {"dev", "test"})
 
 

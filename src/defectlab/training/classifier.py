@@ -48,6 +48,7 @@ from defectlab.models.efficientnet import (
     load_efficientnet_lite0,
 )
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_tensor
+from defectlab.runtime.engine import defect_scores
 from defectlab.training.anomaly import ProgressCallback
 from defectlab.training.autotune import OK_CLASS, Augmentations, TrainingPlan
 
@@ -120,9 +121,7 @@ class ClassifierModel:
 
     def defect_scores(self, probabilities: np.ndarray) -> np.ndarray:
         """Return ``1 - p(ok)`` per row of ``probabilities`` ``(N, C)``; 1 when there is no ok class."""
-        if OK_CLASS not in self.class_names:
-            return np.ones(len(probabilities), dtype=np.float32)
-        return (1.0 - probabilities[:, self.class_names.index(OK_CLASS)]).astype(np.float32)
+        return defect_scores(probabilities, self.class_names).astype(np.float32)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[str]:
         """Return one class name per image: ``"ok"`` unless the defect score is above ``threshold``."""

@@ -46,6 +46,7 @@ from defectlab.models.efficientnet import (
     load_efficientnet_lite0,
 )
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
+from defectlab.runtime.engine import defect_scores
 from defectlab.training.autotune import TrainingPlan
 from defectlab.training.classifier import choose_defect_threshold
 
@@ -178,9 +179,7 @@ class PatchClassifier:
 
     def defect_scores(self, probabilities: np.ndarray) -> np.ndarray:
         """Return ``1 - p(ok)`` per row of ``probabilities``; 1 when there is no ok class."""
-        if OK_CLASS not in self.class_names:
-            return np.ones(len(probabilities), dtype=np.float32)
-        return (1.0 - probabilities[:, self.class_names.index(OK_CLASS)]).astype(np.float32)
+        return defect_scores(probabilities, self.class_names).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the model as tensors and plain values, for ``torch.save`` and ``torch.load(weights_only=True)``."""

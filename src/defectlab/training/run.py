@@ -202,8 +202,10 @@ def _near_duplicate_groups(workspace: Workspace, images: list[SnapshotImage], ta
         return {}
     groups = group_near_duplicates(_pixels(workspace, labeled))
     sizes = Counter(groups)
-    shared = {group: min(labeled[i].sha256 for i, g in enumerate(groups) if g == group)
-              for group, size in sizes.items() if size > 1}
+    shared: dict[int, str] = {}
+    for image, group in zip(labeled, groups):
+        if sizes[group] > 1:
+            shared[group] = min(shared.get(group, image.sha256), image.sha256)
     logger.info("%d groups of near-duplicate images kept within one split", len(shared))
     return {labeled[i].image_id: shared[group] for i, group in enumerate(groups) if group in shared}
 

@@ -164,7 +164,7 @@ class Inference(Base):
     """One prediction the inference server made while capturing into a project.
 
     ``image_id`` is set when the image itself was kept (see
-    ``defectlab.deployment.capture`` for the rule); ``reason`` says why it was
+    ``defectlab.deployment.capture`` for the rule); ``reason`` gives why it was
     kept or not. ``stats`` are the image's brightness, contrast, sharpness and
     size (``defectlab.images.statistics``), kept for every image for drift reports.
     """
