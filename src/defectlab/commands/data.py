@@ -21,10 +21,23 @@ def create_project(
     name: Annotated[str, typer.Argument(metavar="NAME", help=(
         "Name of the new project: letters, digits, spaces, '.', '_' or '-', with no space at either end."))],
     task: Annotated[str, typer.Option(help="classification, anomaly, segmentation or detection.")],
+    classes: Annotated[Optional[list[str]], typer.Option(
+        "--class", help="A defect class to start with; repeat for each (import adds the classes it finds).")] = None,
 ) -> None:
     """Create a project for one inspection task."""
-    project = open_workspace().create_project(name, task)
-    typer.echo(f"created project {project.name!r} ({project.task})")
+    project = open_workspace().create_project(name, task, classes)
+    typer.echo(f"created project {project.name!r} ({project.task})" + (f" with classes {', '.join(classes)}"
+                                                                        if classes else ""))
+
+
+@project_app.command("add-class")
+def add_class(
+    project: ProjectArgument,
+    names: Annotated[list[str], typer.Argument(metavar="CLASS...", help="Defect classes to add.")],
+) -> None:
+    """Add defect classes to a project."""
+    added = open_workspace().add_classes(project, names)
+    typer.echo(f"added {', '.join(added)}" if added else "the project has these classes already")
 
 
 @project_app.command("list")

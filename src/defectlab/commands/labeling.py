@@ -42,7 +42,7 @@ def label_image(
     """Give one image an image-level class."""
     from defectlab.data.labels import set_image_class
 
-    row = set_image_class(open_workspace(), project, image, class_name, labeler=labeler or _login_name(),
+    row = set_image_class(open_workspace(), project, image, class_name, labeler=labeler or login_name(),
                           version=version)
     typer.echo(f"image {row['id']} is now {row['label']} (version {row['version']})")
 
@@ -68,7 +68,7 @@ def suggest(
                        f"uncertainty {row['uncertainty']:.2f}, diversity {row['diversity']:.2f}  {row['path']}")
 
 
-def _login_name() -> str:
+def login_name() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -89,12 +89,17 @@ def agreement(
     if as_json:
         echo_json(result)
         return
+    print_agreement(result)
+
+
+def print_agreement(result: dict) -> None:
+    """Print alpha, kappa per pair, each labeler's escape and overkill rates and the least agreed images."""
     typer.echo(f"{len(result['labelers'])} labelers, {result['images_with_two_or_more_labels']} images labeled by two "
                f"or more; Krippendorff's alpha {_figure(result['alpha'])}")
     for pair in result["kappa_by_pair"]:
         typer.echo(f"  Cohen's kappa {pair['labelers'][0]} / {pair['labelers'][1]}: {_figure(pair['kappa'])} "
                    f"on {pair['images']} images")
-    typer.echo("Against the other labelers' consensus:")
+    typer.echo("Against the consensus (a reviewer's decision, else the other labelers' majority):")
     for row in result["by_labeler"]:
         typer.echo(f"  {row['labeler']:<16} escape rate {_percent(row['escape_rate'])}, overkill rate "
                    f"{_percent(row['overkill_rate'])}, {row['images_compared']} images compared")

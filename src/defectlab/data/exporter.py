@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from defectlab.data.regions import png_to_mask
+from defectlab.data.snapshot import class_label
 from defectlab.formats import describe_losses, write_dataset
 from defectlab.formats.export import ExportSet
 from defectlab.formats.records import ClassSpec, ExportImage, Problem, Region
@@ -41,7 +42,7 @@ def export_project(export_set: ExportSet, out: Path, format: str) -> list[Proble
 
 
 def _export_image(workspace: Workspace, image: Image) -> ExportImage:
-    label = next((a.defect_class.name for a in image.annotations if a.kind == "class"), None)
+    label = class_label(image.annotations)
     regions = [_region(workspace, a) for a in image.annotations if a.kind != "class"]
     return ExportImage(
         path=image.path, source=workspace.blobs.path_of(image.sha256), width=image.width, height=image.height,

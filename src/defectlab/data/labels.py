@@ -76,7 +76,7 @@ def set_image_class(workspace: Workspace, project_name: str, image_id: int, clas
             known = ", ".join(sorted(c.name for c in project.classes))
             raise InvalidInputError(f"class {class_name!r} is not in project {project_name!r}; use one of: {known}")
         image.annotations = [a for a in image.annotations if not (a.kind == "class" and a.labeler == labeler)]
-        image.annotations.insert(0, Annotation(defect_class=defect_class, labeler=labeler, kind="class"))
+        image.annotations.append(Annotation(defect_class=defect_class, labeler=labeler, kind="class"))
         image.version += 1
         session.flush()
         logger.info("image %d of %s labeled %s by %s", image_id, project_name, class_name, labeler)

@@ -17,7 +17,7 @@ from defectlab.formats.records import OK_CLASS
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, Image, Project, Snapshot
 
-__all__ = ["SnapshotImage", "SnapshotContent", "freeze_image", "image_label", "load_snapshot", "take_snapshot"]
+__all__ = ["SnapshotImage", "SnapshotContent", "class_label", "freeze_image", "image_label", "load_snapshot", "take_snapshot"]
 
 
 @dataclass
@@ -47,12 +47,20 @@ class SnapshotContent:
 
 
 def image_label(annotations: list[Annotation]) -> str | None:
-    """Return the image-level class: an explicit class annotation, else the first region's class."""
-    for annotation in annotations:
-        if annotation.kind == "class":
-            return annotation.defect_class.name
+    """Return the image-level class: the newest explicit class, else the first region's class."""
+    given = class_label(annotations)
+    if given is not None:
+        return given
     for annotation in annotations:
         return annotation.defect_class.name
+    return None
+
+
+def class_label(annotations: list[Annotation]) -> str | None:
+    """Return the newest image-level class annotation's class; annotations come in the order they were made."""
+    for annotation in reversed(annotations):
+        if annotation.kind == "class":
+            return annotation.defect_class.name
     return None
 
 

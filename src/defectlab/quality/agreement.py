@@ -3,9 +3,9 @@
 The statistics come from well-kept libraries: Krippendorff's alpha (nominal) from
 ``krippendorff``, Cohen's kappa from scikit-learn. The consensus of an image is
 the class most of its labelers gave; a tie has no consensus and is listed for a
-reviewer. Each labeler is measured against the consensus of the *other*
-labelers, so that with three labelers one person's misses are not hidden by
-their own vote.
+reviewer. Each labeler is measured against the reviewer's decision where
+there is one, else against the consensus of the *other* labelers, so that
+with three labelers one person's misses are not hidden by their own vote.
 """
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ class LabelTable:
         labelers: Labeler names, one row each.
         images: ``(image id, path)`` per column.
         labels: ``labels[labeler][column]``: the class given, or None when that labeler did not label the image.
+        decided: A reviewer's class per column, or None where no reviewer has
+            settled the image; where set, it is the consensus each labeler is measured against.
     """
 
     labelers: list[str]
     images: list[tuple[int, str]]
     labels: dict[str, list[str | None]]
+    decided: list[str | None] | None = None
 
 
 def collect_labels(workspace: Workspace, project_name: str, *, labelers: list[str] | None = None) -> LabelTable:
@@ -127,11 +130,12 @@ def _majority(labels: list[str | None]) -> str | None:
 
 
 def _quality(table: LabelTable, name: str) -> dict[str, Any]:
-    """Return one labeler's escape and overkill rates and confusion against the other labelers' consensus."""
+    """Return one labeler's escape and overkill rates and confusion against the consensus."""
     others = [n for n in table.labelers if n != name]
+    decided = table.decided or [None] * len(table.images)
     pairs = []
     for index, label in enumerate(table.labels[name]):
-        reference = _majority([table.labels[n][index] for n in others])
+        reference = decided[index] or _majority([table.labels[n][index] for n in others])
         if label is not None and reference is not None:
             pairs.append((reference, label))
     defective = [(ref, got) for ref, got in pairs if ref != OK_CLASS]

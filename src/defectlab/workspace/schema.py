@@ -14,6 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "Annotation",
     "Base",
+    "BookVersion",
+    "Decision",
     "DefectClass",
     "Image",
     "Job",
@@ -21,6 +23,9 @@ __all__ = [
     "Project",
     "Snapshot",
     "TASKS",
+    "TaskAnnotation",
+    "TaskImage",
+    "LabelingTask",
 ]
 
 TASKS = ("classification", "anomaly", "segmentation", "detection")
@@ -187,3 +192,94 @@ class Inference(Base):
     stats: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     reason: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+
+
+class LabelingTask(Base):
+    """A set of images handed to 2 to 5 named labelers, who label them blind (see ``defectlab.consensus``)."""
+
+    __tablename__ = "labeling_tasks"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    labelers: Mapped[list[Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    images: Mapped[list[TaskImage]] = relationship(cascade="all, delete-orphan", order_by="TaskImage.position")
+
+
+class TaskImage(Base):
+    """One image of a labeling task, in the order labelers get them."""
+
+    __tablename__ = "task_images"
+    __table_args__ = (UniqueConstraint("task_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("labeling_tasks.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class TaskAnnotation(Base):
+    """One labeler's annotation of one image inside a labeling task, kept apart from the project's labels.
+
+    Geometry follows ``Annotation``. An image a labeler found free of defects
+    has one ``class`` annotation of class ``ok``.
+    """
+
+    __tablename__ = "task_annotations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("labeling_tasks.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("defect_classes.id", ondelete="CASCADE"))
+    labeler: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))
+    geometry: Mapped[list[Any] | None] = mapped_column(JSON)
+    mask_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    defect_class: Mapped[DefectClass] = relationship()
+
+
+class Decision(Base):
+    """A reviewer's settlement of one image of a labeling task; the newest one per image counts.
+
+    ``outcome`` is ``label`` (``class_name`` and, for regions, the regions of
+    ``source_labeler`` became the project's label) or ``ambiguous`` (the image
+    became a borderline example of ``class_name`` in the defect book).
+    """
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("labeling_tasks.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(10))
+    class_name: Mapped[str] = mapped_column(String(200))
+    source_labeler: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class BookVersion(Base):
+    """One version of a defect class's entry in the defect book; every change adds a version.
+
+    ``content`` contains ``definition``, ``rule`` (the decision rule) and
+    ``examples`` (``image_id``, ``path``, ``role``, ``note``); ``change`` describes
+    in words what this version changed.
+    """
+
+    __tablename__ = "book_versions"
+    __table_args__ = (UniqueConstraint("class_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("defect_classes.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    author: Mapped[str] = mapped_column(String(100))
+    change: Mapped[str] = mapped_column(String(1000))
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

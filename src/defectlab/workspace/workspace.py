@@ -80,19 +80,40 @@ class Workspace:
         with self._sessions() as session, session.begin():
             yield session
 
-    def create_project(self, name: str, task: str) -> Project:
-        """Create a project with its task type and the ``ok`` class."""
+    def create_project(self, name: str, task: str, classes: list[str] | None = None) -> Project:
+        """Create a project with its task type, the ``ok`` class and ``classes``."""
         _check_project_name(name)
+        names = _checked_class_names(classes or [])
         if task not in TASKS:
             raise InvalidInputError(f"task {task!r} is not known; use one of: {', '.join(TASKS)}")
         with self.session() as session:
             if session.scalar(select(Project).where(Project.name == name)) is not None:
                 raise ConflictError(f"project {name!r} already exists; choose another name or delete it first")
             project = Project(name=name, task=task)
-            project.classes.append(DefectClass(name=OK_CLASS, position=0))
+            for position, class_name in enumerate(dict.fromkeys([OK_CLASS, *names])):
+                project.classes.append(DefectClass(name=class_name, position=position))
             session.add(project)
         logger.info("created project %s (%s)", name, task)
         return project
+
+    def add_classes(self, project_name: str, names: list[str]) -> list[str]:
+        """Add defect classes to a project (those it has already are left alone); return the ones added.
+
+        Raises:
+            InvalidInputError: A name is empty or longer than 200 characters.
+        """
+        checked = _checked_class_names(names)
+        with self.session() as session:
+            project = self.get_project(session, project_name)
+            known = {c.name for c in project.classes}
+            added = []
+            for name in checked:
+                if name not in known:
+                    project.classes.append(DefectClass(name=name, position=len(project.classes)))
+                    known.add(name)
+                    added.append(name)
+        logger.info("added classes %s to %s", added, project_name)
+        return added
 
     def get_project(self, session: Session, name: str) -> Project:
         project = session.scalar(select(Project).where(Project.name == name))
@@ -131,6 +152,14 @@ class Workspace:
         if model is None:
             raise NotFoundError(f"model {model_id} does not exist; list models with 'defectlab models PROJECT'")
         return model
+
+
+def _checked_class_names(names: list[str]) -> list[str]:
+    checked = [name.strip() for name in names]
+    for name in checked:
+        if not name or len(name) > 200:
+            raise InvalidInputError(f"class name {name!r} is not valid; give 1 to 200 characters")
+    return checked
 
 
 def _check_project_name(name: str) -> None:
