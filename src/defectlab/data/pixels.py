@@ -8,10 +8,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from defectlab.data.regions import png_to_mask
+from defectlab.formats._raster import region_mask
+from defectlab.formats.records import Region
 from defectlab.images import decode_image
 from defectlab.workspace.store import BlobStore
 
-__all__ = ["StoredMasks", "StoredPixels", "Subset"]
+__all__ = ["StoredClassMaps", "StoredMasks", "StoredPixels", "Subset"]
 
 
 class StoredPixels(Sequence):
@@ -65,6 +67,36 @@ class StoredMasks(Sequence):
                 points = region["geometry"]
                 draw.polygon(list(zip(points[0::2], points[1::2])), fill=1)
         return union | np.asarray(canvas, dtype=bool)
+
+
+class StoredClassMaps(Sequence):
+    """Per snapshot image, a ``uint8`` ``(H, W)`` map of class indices into ``class_names`` (0 is ``ok``).
+
+    Regions are drawn in their stored order, so where two overlap the later
+    one wins. An image without regions is all 0: for segmentation that means
+    no defect, so only labeled images belong in the sequence.
+    """
+
+    def __init__(self, blobs: BlobStore, images: Sequence, class_names: Sequence[str]) -> None:  # noqa: ANN001
+        self.blobs = blobs
+        self.images = list(images)
+        self.index = {name: position for position, name in enumerate(class_names)}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        image = self.images[index]
+        classes = np.zeros((image.height, image.width), dtype=np.uint8)
+        for region in image.regions:
+            if region["kind"] == "mask":
+                shape = Region("mask", region["class"], mask=png_to_mask(self.blobs.get(region["mask_sha256"])))
+            elif region["kind"] == "box":
+                shape = Region("box", region["class"], box=tuple(region["geometry"]))
+            else:
+                shape = Region("polygon", region["class"], polygon=list(region["geometry"]))
+            classes[region_mask(shape, image.width, image.height)] = self.index[region["class"]]
+        return classes
 
 
 class Subset(Sequence):
