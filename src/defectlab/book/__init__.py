@@ -3,6 +3,7 @@
 from defectlab.book.entries import (
     EXAMPLE_ROLES,
     add_example,
+    decision_rules,
     entry_history,
     read_book,
     read_entry,
@@ -10,5 +11,5 @@ from defectlab.book.entries import (
     update_entry,
 )
 
-__all__ = ["EXAMPLE_ROLES", "add_example", "entry_history", "read_book", "read_entry", "remove_example",
+__all__ = ["EXAMPLE_ROLES", "add_example", "decision_rules", "entry_history", "read_book", "read_entry", "remove_example",
            "update_entry"]

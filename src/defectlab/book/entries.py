@@ -22,7 +22,7 @@ from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import BookVersion, DefectClass, Image, Project
 
-__all__ = ["EXAMPLE_ROLES", "add_example", "entry_history", "read_book", "read_entry", "remove_example",
+__all__ = ["EXAMPLE_ROLES", "add_example", "decision_rules", "entry_history", "read_book", "read_entry", "remove_example",
            "update_entry"]
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ def read_book(workspace: Workspace, project_name: str) -> list[dict[str, Any]]:
     with workspace.session() as session:
         project = workspace.get_project(session, project_name)
         return [_describe(c.name, _version_row(session, c, None)) for c in project.classes]
+
+
+def decision_rules(workspace: Workspace, project_name: str) -> dict[str, dict[str, Any]]:
+    """Return the newest decision rule of every class that has one, by class name."""
+    return {entry["class"]: entry["rule"] for entry in read_book(workspace, project_name) if entry["rule"]}
 
 
 def entry_history(workspace: Workspace, project_name: str, class_name: str) -> list[dict[str, Any]]:

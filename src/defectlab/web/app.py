@@ -1,0 +1,120 @@
+"""The workspace's REST API: a FastAPI application with every route under ``/api``.
+
+Routes take and return JSON (except an image's file) and leave the work to
+the library functions, so a script can do what a person does with the CLI. Every
+error has the body ``{"error": MESSAGE}`` and the HTTP status of its
+``DefectlabError`` class: 400 invalid, 401 missing or wrong API key, 404 not
+found, 409 conflict, 422 data that cannot train. The OpenAPI schema is at
+``/api/openapi.json``. The interactive documentation pages are left out
+because they load their scripts from a CDN, which an offline machine cannot
+reach.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from defectlab import __version__
+from defectlab.deployment.server import _BodyLimit, _key_check
+from defectlab.errors import DefectlabError
+from defectlab.web.routes import book, images, jobs, projects, tasks
+from defectlab.workspace import Workspace
+
+__all__ = ["API_PREFIX", "MAX_REQUEST_BYTES", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api"
+
+MAX_REQUEST_BYTES = 16 << 20
+"""Largest request body in bytes; bodies are JSON, and even labels with many long polygons stay far below it."""
+
+_ROUTERS = (projects.router, images.router, tasks.router, book.router, jobs.router)
+
+
+def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
+    """Build the REST API of ``workspace``; with ``api_key``, every route but ``/api/health`` requires it.
+
+    The key is sent in the ``X-API-Key`` header (or ``Authorization: Bearer KEY``).
+    """
+    app = FastAPI(title="defectlab", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=f"{API_PREFIX}/openapi.json",
+                  description="The workspace's projects, images, labeling tasks, defect book and jobs. "
+                              'Every error has the body `{"error": MESSAGE}`.')
+    app.state.workspace = workspace
+    app.add_middleware(_BodyLimit, limit=MAX_REQUEST_BYTES)
+    _add_error_handlers(app)
+
+    @app.get(f"{API_PREFIX}/health", summary="Whether the server is up; needs no API key", tags=["server"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    dependencies = [Depends(_authorization(api_key))] if api_key else []
+    for router in _ROUTERS:
+        app.include_router(router, prefix=API_PREFIX, dependencies=dependencies)
+    app.openapi = _schema_without_validation_422(app)
+    return app
+
+
+def _authorization(api_key: str) -> Callable[..., None]:
+    """Return a dependency that checks the key the way the inference server does, declared for OpenAPI."""
+    check = _key_check(api_key)
+    scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key the server was started with.")
+
+    def authorize(request: Request, _sent: str | None = Security(scheme)) -> None:
+        check(request)
+
+    return authorize
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Give every error response the body ``{"error": MESSAGE}``, with invalid requests as status 400."""
+
+    @app.exception_handler(DefectlabError)
+    async def _defectlab_error(request: Request, error: DefectlabError) -> JSONResponse:
+        logger.warning("%s %s failed with status %d: %s", request.method, request.url.path, error.http_status, error)
+        return JSONResponse({"error": str(error)}, status_code=error.http_status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        logger.warning("%s %s failed with status %d: %s", request.method, request.url.path, error.status_code,
+                       error.detail)
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {error.detail}"},
+                            status_code=error.status_code)
+
+    # Status 422 means data that cannot train in this API, so a request that does not match the
+    # schema is a 400 like every other invalid input.
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors())
+        logger.warning("%s %s rejected: %s", request.method, request.url.path, problems)
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+
+def _schema_without_validation_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """Return ``app.openapi`` with FastAPI's generated 422 responses replaced by the 400 the handlers send."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None and "400" not in responses:
+                    responses["400"] = {"description": "The request is not valid.", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    return openapi

@@ -1,0 +1,40 @@
+"""Routes for jobs: the data check runs in a worker process, and its report is read when the job is done."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from defectlab.web.bodies import CheckRequest
+from defectlab.web.jobs import describe_job, list_jobs, start_job
+from defectlab.web.routes import WorkspaceParameter, error_responses
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["jobs"], responses=error_responses(400, 404))
+
+
+@router.post("/projects/{project}/checks", status_code=202, summary="Start a data check of a project as a job")
+def start_check(project: str, workspace: WorkspaceParameter, body: CheckRequest | None = None) -> dict[str, Any]:
+    """Look for suspicious labels, outliers, duplicates, leakage, imaging problems and thin coverage. It can
+    take minutes on a large project, so it runs as a job: follow it with GET /api/jobs/{job_id}."""
+    options = (body or CheckRequest()).model_dump()
+    return start_job(workspace, "check", project, options)
+
+
+@router.get("/jobs", summary="List jobs, newest first")
+def list_all_jobs(
+    workspace: WorkspaceParameter,
+    project: Annotated[str | None, Query(description="Only this project's jobs.")] = None,
+) -> list[dict[str, Any]]:
+    """Return each job as GET /api/jobs/{job_id} does, without `result`."""
+    return list_jobs(workspace, project)
+
+
+@router.get("/jobs/{job_id}", summary="A job's status and, once it succeeded, its result")
+def read_job(job_id: int, workspace: WorkspaceParameter) -> dict[str, Any]:
+    """Return the job, whose `status` is `running`, `succeeded` or `failed`. A failed job has `error`; a succeeded one has `result`
+    (for a check, the report: `counts`, `issues` worst first within each kind, and `notes`). A job whose worker
+    process was killed reads as failed."""
+    return describe_job(workspace, job_id)

@@ -1,0 +1,39 @@
+"""A small classification project behind the REST API, reached through FastAPI's TestClient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from defectlab.data.importer import import_path
+from defectlab.data.labels import list_images
+from defectlab.web import create_app
+
+
+def write_class_images(root: Path, counts: dict[str, int], size: int = 16) -> None:
+    """Write ``counts[name]`` small grayscale PNGs of seeded noise into one folder per class name."""
+    generator = np.random.default_rng(7)
+    for name, count in counts.items():
+        (root / name).mkdir(parents=True)
+        for number in range(count):
+            pixels = generator.integers(0, 256, size=(size, size), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{number}.png")
+
+
+@pytest.fixture
+def parts(workspace, tmp_path: Path) -> dict[str, int]:
+    """Create project ``parts`` (classes ok, dent, scratch) with 4 labeled images each; return ids by path."""
+    write_class_images(tmp_path / "source", {"ok": 4, "dent": 4, "scratch": 4})
+    workspace.create_project("parts", "classification", ["dent", "scratch"])
+    import_path(workspace, "parts", tmp_path / "source")
+    return {row["path"]: row["id"] for row in list_images(workspace, "parts")}
+
+
+@pytest.fixture
+def api(workspace):
+    with TestClient(create_app(workspace)) as client:
+        yield client
