@@ -50,13 +50,13 @@ def test_setting_outside_range_rejected(tmp_path: Path) -> None:
     assert "epochs" in result.stderr
 
 
-def test_segmentation_training_not_yet_available(tmp_path: Path) -> None:
-    write_class_folders(tmp_path / "images", good=4, per_defect=2, size=64)
+def test_segmentation_without_regions_exits_5(tmp_path: Path) -> None:
+    write_class_folders(tmp_path / "images", good=6, per_defect=0, size=64)
     run(tmp_path / "ws", "project", "create", "seg", "--task", "segmentation")
     run(tmp_path / "ws", "import", "seg", str(tmp_path / "images"))
     result = run(tmp_path / "ws", "train", "seg", check=False)
     assert result.returncode == 5
-    assert "segmentation project" in result.stderr
+    assert "no training image with a labeled defect region" in result.stderr
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["DEFECT_KINDS", "draw_part", "write_class_folders"]
+__all__ = ["DEFECT_KINDS", "draw_large_part", "draw_part", "write_class_folders"]
 
 DEFECT_KINDS = ("scratch", "spot")
 
@@ -52,6 +52,25 @@ def _spot_mask(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, size: i
     cx, cy = rng.uniform(0.2 * size, 0.8 * size, 2)
     radius = rng.uniform(0.04, 0.08) * size
     return (xx - cx) ** 2 + (yy - cy) ** 2 < radius**2
+
+
+def draw_large_part(rng: np.random.Generator, height: int, width: int, pits: list[tuple[int, int]], *,
+                    side: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a large grayscale surface with a bright ``side`` x ``side`` pit at each ``(row, column)`` corner.
+
+    Returns:
+        ``(pixels, mask)``: ``uint8`` ``(height, width)`` grey levels and the
+        boolean mask of the pits.
+    """
+    pixels = rng.normal(100.0, 8.0, (height, width)).astype(np.float32)
+    period, phase = rng.uniform(0.1, 0.4) * width, rng.uniform(0, 2 * np.pi)
+    pixels += 15.0 * np.sin(np.arange(width, dtype=np.float32) * (2 * np.pi / period) + phase)[None, :]
+    pixels += np.linspace(0.0, rng.uniform(-20.0, 20.0), height, dtype=np.float32)[:, None]
+    mask = np.zeros((height, width), dtype=bool)
+    for row, column in pits:
+        mask[row:row + side, column:column + side] = True
+    pixels[mask] = 220.0
+    return np.clip(pixels, 0, 255).astype(np.uint8), mask
 
 
 def write_class_folders(root: Path, *, good: int = 60, per_defect: int = 15, size: int = 128,

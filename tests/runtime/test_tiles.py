@@ -61,7 +61,7 @@ def test_corner_defect_found_in_bounded_memory() -> None:
     tracemalloc.stop()
 
     assert stitched.classes.shape == (5001, 5003)
-    regions = find_regions(stitched.classes, stitched.defect, ["ok", "pit"])
+    regions = find_regions(stitched.classes, stitched.defect, ["ok", "pit"], threshold=0.5)
     assert [(r["class"], r["box"], r["area"]) for r in regions] == [("pit", [4994, 4992, 5000, 4998], 36)]
     assert regions[0]["score"] == pytest.approx(0.9, abs=1e-3)
     # The stitched result is 3 bytes a pixel (75 MB here); allow the image itself and a few tiles on top.
@@ -69,13 +69,14 @@ def test_corner_defect_found_in_bounded_memory() -> None:
 
 
 def test_regions_follow_decision_rule() -> None:
-    classes = np.zeros((20, 30), dtype=np.uint8)
-    defect = np.zeros((20, 30), dtype=np.float32)
+    classes = np.ones((20, 30), dtype=np.uint8)
+    defect = np.full((20, 30), 0.2, dtype=np.float32)
     classes[2:4, 2:12] = 1
     defect[2:4, 2:12] = 0.7
     classes[10:12, 20:22] = 2
     defect[10:12, 20:22] = 0.95
-    regions = find_regions(classes, defect, ["ok", "scratch", "pit"], rules={"scratch": {"min_length": 12}})
+    regions = find_regions(classes, defect, ["ok", "scratch", "pit"], threshold=0.5,
+                           rules={"scratch": {"min_length": 12}})
     assert [(r["class"], r["box"], r["area"], r["counts"]) for r in regions] == [
         ("pit", [20, 10, 22, 12], 4, True), ("scratch", [2, 2, 12, 4], 20, False)]
 

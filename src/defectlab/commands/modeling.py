@@ -80,7 +80,35 @@ def evaluate(
         return
     for line in describe_evaluation(run.evaluation):
         typer.echo(line)
+    for line in describe_regions(run.regions):
+        typer.echo(line)
     typer.echo(f"report: {run.report_path}")
+
+
+def describe_regions(regions: dict | None) -> list[str]:
+    """Return the pixel or box figures of a segmentation or detection evaluation as plain lines."""
+    if regions is None:
+        return []
+    lines = []
+    if "pixels" in regions:
+        pixels = regions["pixels"]
+        mean = pixels["mean_defect_iou"]
+        lines.append("pixel IoU, mean over defect classes: " + ("-" if mean is None else f"{mean:.3f}"))
+        for name, iou in pixels["iou"].items():
+            dice = pixels["dice"][name]
+            if name != "ok" and iou is not None:
+                lines.append(f"  {name:<16} IoU {iou:.3f}  Dice {dice:.3f}")
+    else:
+        lines.append(f"AP at IoU 0.5 {_figure(regions['ap50'])}, at 0.5:0.95 {_figure(regions['ap50_95'])}")
+    for size, row in regions["recall_by_size"].items():
+        count = row.get("defects", row.get("truths"))
+        if count:
+            lines.append(f"  {size:<7} defects found {row['recall']:.1%} of {count}")
+    return lines
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def describe_evaluation(evaluation) -> list[str]:  # noqa: ANN001 - an Evaluation
@@ -108,10 +136,13 @@ def predict(
     model: Annotated[str, typer.Argument(help="Model id in the workspace, or a model file or bundle folder from 'export-model'.")],
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     as_json: Annotated[bool, flag("--json", help="Print one JSON object a line.")] = False,
-    heatmaps: Annotated[Optional[Path], typer.Option(help="Folder for heatmap PNGs (anomaly models).")] = None,
+    heatmaps: Annotated[Optional[Path], typer.Option(help="Folder for heatmap PNGs (anomaly and segmentation models).")] = None,
+    masks: Annotated[Optional[Path], typer.Option(help=(
+        "Folder for mask PNGs of the image's size, each pixel the index of its class in the model's classes "
+        "(0 for no defect; segmentation models)."))] = None,
 ) -> None:
     """Predict image files or folders with a model id or a model file."""
-    from defectlab.prediction.outputs import save_heatmap
+    from defectlab.prediction.outputs import save_heatmap, save_mask
 
     predictor = load_predictor(model)
     failures = 0
@@ -123,11 +154,15 @@ def predict(
         row = result.to_dict()
         if heatmaps is not None and result.heatmap is not None:
             row["heatmap"] = str(save_heatmap(result.heatmap, heatmaps, result.path))
+        if masks is not None and result.mask is not None:
+            row["mask"] = str(save_mask(result.mask, masks, result.path))
         if as_json:
             echo_json(row)
         else:
             verdict = "DEFECT" if result.is_defect else "ok"
-            typer.echo(f"{verdict:<6} {result.label:<16} score {result.score:.3f}  {result.path}")
+            found = result.regions if result.regions is not None else result.boxes
+            counted = f"  ({sum(r['counts'] for r in found)} regions)" if found else ""
+            typer.echo(f"{verdict:<6} {result.label:<16} score {result.score:.3f}  {result.path}{counted}")
     if failures:
         raise typer.Exit(code=2)
 

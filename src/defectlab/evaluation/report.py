@@ -20,7 +20,7 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from defectlab.evaluation.plots import (
     plot_ranking_curves,
     plot_score_histogram,
 )
-from defectlab.evaluation.views import overlay_heatmap, to_display, to_thumbnail
+from defectlab.evaluation.views import outline_boxes, overlay_heatmap, to_display, to_thumbnail
 
 __all__ = ["REPORT_FILE_NAME", "ReportItem", "write_report"]
 
@@ -63,6 +63,8 @@ class ReportItem:
         score: Defect score of the image.
         heatmap: Optional ``(H, W)`` finite per-pixel defect score, the size
             of ``pixels``, drawn in colour over the thumbnail.
+        labeled_boxes: Boxes of the labeled regions, outlined in green.
+        predicted_boxes: Boxes of the predicted regions, outlined in red.
     """
 
     path: str
@@ -71,6 +73,8 @@ class ReportItem:
     pred_label: str
     score: float
     heatmap: np.ndarray | None = None
+    labeled_boxes: list[list[float]] = field(default_factory=list)
+    predicted_boxes: list[list[float]] = field(default_factory=list)
 
 
 def write_report(
@@ -262,6 +266,9 @@ def _error_card(
             _check_heatmap_size(item.heatmap, item.pixels)
             low, high = heatmap_limits if heatmap_limits is not None else (0.0, 1.0)
             overlay = _data_uri(_png(overlay_heatmap(view, item.heatmap, low=low, high=high)))
+        if item.labeled_boxes or item.predicted_boxes:
+            outlined = outline_boxes(view, item.pixels.shape[:2], item.labeled_boxes, item.predicted_boxes)
+            overlay = _data_uri(_png(outlined))
     except InvalidInputError as error:
         raise InvalidInputError(f"Report item {item.path!r}: {error}") from error
 

@@ -32,7 +32,10 @@ _UNUSED_SETTINGS = {
     "anomaly": {"epochs", "batch_size", "learning_rate", "fine_tune", "fine_tune_blocks", "head", "class_weights",
                 "augmentations"},
     "classification": {"memory_bank_size", "calibration_fraction"},
+    "segmentation": {"augmentations", "epochs", "batch_size", "learning_rate", "fine_tune", "fine_tune_blocks", "head",
+                     "class_weights", "memory_bank_size", "calibration_fraction"},
 }
+_UNUSED_SETTINGS["detection"] = _UNUSED_SETTINGS["segmentation"]
 """Plan settings that a task's model does not read, left out of its report."""
 
 
@@ -46,15 +49,19 @@ class EvaluationRun:
     report_path: Path
     predictions: list[Prediction]
     recall_by_class: dict[str, float | None]
+    regions: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        result = {
             "model_id": self.model_id,
             "split": self.split,
             "report": str(self.report_path),
             **self.evaluation.to_dict(),
             "recall_by_defect_class": self.recall_by_class,
         }
+        if self.regions is not None:
+            result["regions"] = self.regions
+        return result
 
 
 def load_stored_model(workspace: Workspace, model_id: int) -> tuple[dict[str, Any], list[SnapshotImage]]:
@@ -88,13 +95,20 @@ def evaluate_model(workspace: Workspace, model_id: int, *, split: str = "test",
     predictions = predictor.predict(pixels, paths=[image.path for image in chosen])
     true_labels = [_true_label(image.label, predictor.task) for image in chosen]
     evaluation = _measure(predictor, true_labels, predictions)
+    regions = None
+    if predictor.task in ("segmentation", "detection"):
+        from defectlab.evaluation.regions import measure_regions
+
+        regions = measure_regions(workspace.blobs, artifact, chosen, pixels, predictions)
 
     folder = report_dir or workspace.root / "reports" / f"model-{model_id}-{split}"
-    report_path = _report(folder, artifact, model_id, split, evaluation, predictor, pixels, true_labels, predictions)
+    labeled = {index: _labeled_boxes(workspace, chosen[index]) for index in evaluation.error_indices[:REPORTED_ERRORS]}
+    report_path = _report(folder, artifact, model_id, split, evaluation, predictor, pixels, true_labels, predictions,
+                          labeled)
     recall = _recall_by_class([image.label for image in chosen], predictions)
     _remember(workspace, model_id, split, evaluation)
     logger.info("evaluated model %d on %d %s images; report %s", model_id, len(chosen), split, report_path)
-    return EvaluationRun(model_id, split, evaluation, report_path, predictions, recall)
+    return EvaluationRun(model_id, split, evaluation, report_path, predictions, recall, regions)
 
 
 def _true_label(label: str, task: str) -> str:
@@ -131,7 +145,7 @@ def _recall_by_class(labels: list[str], predictions: list[Prediction]) -> dict[s
 
 def _report(folder: Path, artifact: dict[str, Any], model_id: int, split: str, evaluation: Evaluation,
             predictor: Predictor, pixels: StoredPixels, true_labels: list[str],
-            predictions: list[Prediction]) -> Path:
+            predictions: list[Prediction], labeled: dict[int, list[list[float]]]) -> Path:
     worst = evaluation.error_indices[:REPORTED_ERRORS]
     heatmaps: dict[int, np.ndarray | None] = {index: None for index in worst}
     if predictor.task == "anomaly" and worst:
@@ -139,7 +153,8 @@ def _report(folder: Path, artifact: dict[str, Any], model_id: int, split: str, e
         heatmaps = {index: again.heatmap for index, again in zip(worst, redone)}
     items = [
         ReportItem(path=predictions[i].path, pixels=pixels[i], true_label=true_labels[i],
-                   pred_label=predictions[i].label, score=predictions[i].score, heatmap=heatmaps[i])
+                   pred_label=predictions[i].label, score=predictions[i].score, heatmap=heatmaps[i],
+                   labeled_boxes=labeled[i], predicted_boxes=_predicted_boxes(predictions[i]))
         for i in worst
     ]
     settings = {key: value for key, value in (artifact.get("settings") or {}).items()
@@ -151,6 +166,18 @@ def _report(folder: Path, artifact: dict[str, Any], model_id: int, split: str, e
         true_is_defect=np.array([label != OK_CLASS for label in true_labels]), items=items,
         loss_history=artifact.get("loss_history"), settings=settings, reasons=reasons,
     )
+
+
+def _labeled_boxes(workspace: Workspace, image: SnapshotImage) -> list[list[float]]:
+    """Return the box around each labeled region; a mask gives one box per separate defect."""
+    from defectlab.training.detection import regions_to_boxes
+
+    names = ["ok", *sorted({region["class"] for region in image.regions})]
+    return [list(box[1:]) for box in regions_to_boxes(image.regions, names, masks=workspace.blobs.get)]
+
+
+def _predicted_boxes(prediction: Prediction) -> list[list[float]]:
+    return [list(region["box"]) for region in (prediction.regions or prediction.boxes or [])]
 
 
 def _remember(workspace: Workspace, model_id: int, split: str, evaluation: Evaluation) -> None:

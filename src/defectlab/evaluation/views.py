@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import colormaps
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from defectlab.errors import InvalidInputError
 
-__all__ = ["FLAT_GREY", "WINDOW_PERCENTILES", "overlay_heatmap", "to_display", "to_thumbnail"]
+__all__ = ["FLAT_GREY", "WINDOW_PERCENTILES", "outline_boxes", "overlay_heatmap", "to_display", "to_thumbnail"]
 
 WINDOW_PERCENTILES = (0.5, 99.5)
 """Percentiles of a 16-bit image's intensities mapped to black and white.
@@ -59,6 +59,25 @@ def to_display(pixels: np.ndarray) -> np.ndarray:
         return np.full(pixels.shape, FLAT_GREY, dtype=np.uint8)
     stretched = (pixels.astype(np.float32) - low) * (255.0 / (high - low))
     return np.clip(np.rint(stretched), 0, 255).astype(np.uint8)
+
+
+def outline_boxes(view: np.ndarray, size: tuple[int, int], labeled: list[list[float]],
+                  predicted: list[list[float]]) -> np.ndarray:
+    """Draw labeled boxes in green and predicted boxes in red over a view of an image of ``size`` ``(H, W)``.
+
+    Boxes are in the image's pixels and are scaled to the view; each
+    outline is at least one view pixel wide, so a 4-pixel defect on a large
+    image stays visible.
+    """
+    canvas = Image.fromarray(view).convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    scale_y, scale_x = view.shape[0] / size[0], view.shape[1] / size[1]
+    for boxes, colour in ((labeled, (40, 200, 80)), (predicted, (230, 40, 40))):
+        for x0, y0, x1, y1 in boxes:
+            corners = [x0 * scale_x - 1, y0 * scale_y - 1, max(x1 * scale_x, x0 * scale_x + 1),
+                       max(y1 * scale_y, y0 * scale_y + 1)]
+            draw.rectangle(corners, outline=colour, width=1)
+    return np.asarray(canvas)
 
 
 def to_thumbnail(view: np.ndarray, *, max_side: int = 160) -> np.ndarray:

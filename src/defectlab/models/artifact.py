@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from defectlab.errors import InvalidInputError, NotFoundError
@@ -45,9 +46,22 @@ def new_artifact(*, task: str, class_names: list[str], threshold: float, preproc
 
 
 def dump_artifact(artifact: dict[str, Any]) -> bytes:
+    """Serialize an artifact; NumPy numbers and arrays become Python numbers and tensors, which load safely."""
     stream = io.BytesIO()
-    torch.save(artifact, stream)
+    torch.save(_plain(artifact), stream)
     return stream.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    return value
 
 
 def load_artifact(source: bytes | Path, *, name: str = "<bytes>") -> dict[str, Any]:

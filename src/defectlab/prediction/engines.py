@@ -10,7 +10,7 @@ import numpy as np
 from defectlab.errors import InvalidInputError
 from defectlab.runtime.engine import EngineOutput, defect_scores
 
-__all__ = ["Engine", "EngineOutput", "build_engine"]
+__all__ = ["Engine", "EngineOutput", "build_engine", "build_region_engine"]
 
 
 class Engine(Protocol):
@@ -42,6 +42,94 @@ class _AnomalyEngine:
         return EngineOutput(scores=np.asarray(output.scores, dtype=np.float64), heatmaps=output.heatmaps)
 
 
+class _SegmentationEngine:
+    """Per-pixel classes, whole or tile by tile, turned into regions and a score by the decision rules."""
+
+    def __init__(self, state: dict[str, Any], class_names: list[str], threshold: float) -> None:
+        from defectlab.training.segmentation import Segmenter
+
+        self.model = Segmenter.from_dict(state["model"])
+        self.class_names, self.threshold = list(class_names), float(threshold)
+        self.rules, self.tiling = state.get("rules") or {}, state.get("tiling")
+
+    def score(self, images: Sequence[np.ndarray], *, heatmaps: bool) -> EngineOutput:
+        from defectlab.runtime.regions import decide_from_pixels
+
+        scores, regions, planes, masks = [], [], [], []
+        for pixels in images:
+            stitched = self._stitched(pixels)
+            score, found = decide_from_pixels(stitched.classes, stitched.defect, self.class_names,
+                                              threshold=self.threshold, rules=self.rules)
+            scores.append(score)
+            regions.append(found)
+            masks.append(np.where(stitched.defect > self.threshold, stitched.classes, 0).astype(np.uint8))
+            planes.append(stitched.defect.astype(np.float32) if heatmaps else None)
+        return EngineOutput(scores=np.asarray(scores, dtype=np.float64), regions=regions, masks=masks,
+                            heatmaps=planes if heatmaps else None)
+
+    def _stitched(self, pixels: np.ndarray):  # noqa: ANN202 - a runtime.tiles.Stitched
+        from defectlab.runtime.tiles import predict_tiled, stitch_whole
+
+        if self.tiling is None:
+            return stitch_whole(self.model.predict([pixels])[0])
+        return predict_tiled(pixels, self.model.predict, tuple(self.tiling["tile"]), int(self.tiling["overlap"]))
+
+
+class _DetectionEngine:
+    """Boxes, whole or tile by tile, turned into a score by the decision rules."""
+
+    def __init__(self, state: dict[str, Any], class_names: list[str], threshold: float) -> None:
+        from defectlab.training.detection import Detector
+
+        self.model = Detector.from_dict(state["model"])
+        self.threshold = float(threshold)
+        self.rules, self.tiling = state.get("rules") or {}, state.get("tiling")
+
+    def score(self, images: Sequence[np.ndarray], *, heatmaps: bool) -> EngineOutput:
+        from defectlab.runtime.regions import decide_from_boxes
+
+        scores, kept = [], []
+        for pixels in images:
+            score, boxes = decide_from_boxes(self._boxes(pixels), threshold=self.threshold, rules=self.rules)
+            scores.append(score)
+            kept.append(boxes)
+        return EngineOutput(scores=np.asarray(scores, dtype=np.float64), regions=kept)
+
+    def _boxes(self, pixels: np.ndarray) -> list[dict[str, Any]]:
+        if self.tiling is None:
+            return self.model.predict([pixels])[0]
+        from defectlab.runtime.tiles import cut_tile, plan_tiles
+        from defectlab.training.detection import non_max_suppression
+
+        tile, overlap = tuple(self.tiling["tile"]), int(self.tiling["overlap"])
+        found = []
+        for spot in plan_tiles(pixels.shape[0], pixels.shape[1], tile, overlap):
+            for box in self.model.predict([cut_tile(pixels, spot.y, spot.x, tile)])[0]:
+                x0, y0, x1, y1 = box["box"]
+                placed = [min(x0 + spot.x, pixels.shape[1]), min(y0 + spot.y, pixels.shape[0]),
+                          min(x1 + spot.x, pixels.shape[1]), min(y1 + spot.y, pixels.shape[0])]
+                found.append({**box, "box": placed})
+        return _merge_boxes(found, non_max_suppression)
+
+
+def _merge_boxes(found: list[dict[str, Any]], suppress) -> list[dict[str, Any]]:  # noqa: ANN001
+    """Keep, per class, the best of boxes that overlapping tiles found twice."""
+    kept = []
+    for name in sorted({box["class"] for box in found}):
+        same = [box for box in found if box["class"] == name]
+        chosen = suppress(np.array([box["box"] for box in same], dtype=np.float64),
+                          np.array([box["score"] for box in same], dtype=np.float64))
+        kept.extend(same[i] for i in chosen)
+    return sorted(kept, key=lambda box: -box["score"])
+
+
+def build_region_engine(state: dict[str, Any], class_names: list[str], *, threshold: float) -> Engine:
+    """Return the engine of a segmentation or detection model's saved state."""
+    if state["kind"] == "segmentation":
+        return _SegmentationEngine(state, class_names, threshold)
+    return _DetectionEngine(state, class_names, threshold)
+
+
 def build_engine(artifact: dict[str, Any]) -> Engine:
     """Return the engine for the artifact's task.
 
@@ -53,4 +141,6 @@ def build_engine(artifact: dict[str, Any]) -> Engine:
         return _ClassificationEngine(artifact["state"], artifact["class_names"])
     if task == "anomaly":
         return _AnomalyEngine(artifact["state"])
+    if task in ("segmentation", "detection"):
+        return build_region_engine(artifact["state"], artifact["class_names"], threshold=artifact["threshold"])
     raise InvalidInputError(f"models of task {task!r} cannot be used for prediction in this version of defectlab")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from defectlab.workspace import Workspace
 
-__all__ = ["heatmap_png", "save_heatmap", "write_model_file"]
+__all__ = ["heatmap_png", "save_heatmap", "save_mask", "write_model_file"]
 
 
 def save_heatmap(heatmap: np.ndarray, folder: Path, image_path: str) -> Path:
@@ -21,14 +21,29 @@ def save_heatmap(heatmap: np.ndarray, folder: Path, image_path: str) -> Path:
     A second image with the same file name gets a numbered name instead of
     overwriting the first one's heatmap.
     """
+    target = _free_name(folder, image_path, "heatmap")
+    target.write_bytes(heatmap_png(heatmap))
+    return target
+
+
+def save_mask(mask: np.ndarray, folder: Path, image_path: str) -> Path:
+    """Save a predicted class mask (0 for no defect, else the class's index) as an 8-bit PNG; return its path."""
+    target = _free_name(folder, image_path, "mask")
+    stream = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8)).save(stream, format="PNG")
+    target.write_bytes(stream.getvalue())
+    return target
+
+
+def _free_name(folder: Path, image_path: str, kind: str) -> Path:
+    """Return ``folder/<stem>.<kind>.png``, numbered when another image of the same name took it."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(image_path).stem
-    target = folder / f"{stem}.heatmap.png"
+    target = folder / f"{stem}.{kind}.png"
     number = 2
     while target.exists():
-        target = folder / f"{stem}.heatmap-{number}.png"
+        target = folder / f"{stem}.{kind}-{number}.png"
         number += 1
-    target.write_bytes(heatmap_png(heatmap))
     return target
 
 

@@ -37,7 +37,11 @@ _BATCH = 8
 
 @dataclass
 class Prediction:
-    """A model's prediction for one image; ``heatmap`` is not part of the JSON."""
+    """A model's prediction for one image; ``heatmap`` and ``mask`` are not part of the JSON.
+
+    ``regions`` are a segmentation model's regions and ``boxes`` a detection
+    model's boxes, each with ``counts``: whether it passes its class's decision rule.
+    """
 
     path: str
     label: str
@@ -47,6 +51,9 @@ class Prediction:
     probabilities: dict[str, float] | None = None
     heatmap: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    regions: list[dict[str, Any]] | None = None
+    boxes: list[dict[str, Any]] | None = None
+    mask: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -58,6 +65,10 @@ class Prediction:
         }
         if self.probabilities is not None:
             result["probabilities"] = {name: round(p, 6) for name, p in self.probabilities.items()}
+        if self.regions is not None:
+            result["regions"] = [dict(region) for region in self.regions]
+        if self.boxes is not None:
+            result["boxes"] = [dict(box) for box in self.boxes]
         if self.warnings:
             result["warnings"] = list(self.warnings)
         return result
@@ -158,8 +169,15 @@ class Predictor:
         if output.probabilities is not None:
             row = output.probabilities[offset]
             probabilities = {name: float(p) for name, p in zip(self.class_names, row)}
-        label = self._label(is_defect, probabilities)
         heatmap = output.heatmaps[offset] if output.heatmaps is not None else None
+        if output.regions is not None:
+            found = output.regions[offset]
+            counting = [region for region in found if region["counts"]]
+            label = counting[0]["class"] if is_defect and counting else OK_CLASS
+            named = {"boxes": found} if self.task == "detection" else {"regions": found}
+            mask = output.masks[offset] if output.masks is not None else None
+            return Prediction(path, label, score, is_defect, self.threshold, heatmap=heatmap, mask=mask, **named)
+        label = self._label(is_defect, probabilities)
         return Prediction(path, label, score, is_defect, self.threshold, probabilities, heatmap)
 
     def _label(self, is_defect: bool, probabilities: dict[str, float] | None) -> str:

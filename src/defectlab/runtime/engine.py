@@ -25,12 +25,16 @@ class EngineOutput:
     Attributes:
         scores: float ``(N,)`` defect scores in 0..1; higher is more likely defective.
         probabilities: float ``(N, C)`` per-class probabilities (classification only).
-        heatmaps: float ``(H, W)`` per image in 0..1, each the size of its image (anomaly only).
+        heatmaps: float ``(H, W)`` per image in 0..1, each the size of its image (anomaly and segmentation).
+        regions: Per image, its regions (segmentation) or boxes (detection) above the threshold.
+        masks: ``uint8`` ``(H, W)`` class index per pixel per image, 0 where no defect (segmentation).
     """
 
     scores: np.ndarray
     probabilities: np.ndarray | None = None
     heatmaps: list[np.ndarray] | None = None
+    regions: list[list[dict]] | None = None
+    masks: list[np.ndarray] | None = None
 
 
 def defect_scores(probabilities: np.ndarray, class_names: Sequence[str]) -> np.ndarray:

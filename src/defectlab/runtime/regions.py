@@ -1,7 +1,8 @@
 """Regions from a per-pixel result, and the defect book's decision rule that decides which ones count.
 
-A region is a connected group of pixels (8-neighbourhood) given the same
-defect class. Its ``score`` is the highest defect probability inside it, its
+A region is a connected group of pixels (8-neighbourhood) whose defect
+probability is above the model's threshold and whose likeliest defect class
+is the same. Its ``score`` is the highest defect probability inside it, its
 ``area`` the pixel count and its ``box`` ``[x_min, y_min, x_max, y_max]`` in
 pixels (the maximum is exclusive, as for labeled boxes).
 
@@ -19,37 +20,35 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["find_regions", "passes_rule"]
+__all__ = ["decide_from_boxes", "decide_from_pixels", "find_regions", "passes_rule"]
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
-def find_regions(classes: np.ndarray, defect: np.ndarray, class_names: list[str], *,
-                 rules: Mapping[str, Mapping[str, Any]] | None = None, min_score: float = 0.0) -> list[dict[str, Any]]:
+def find_regions(classes: np.ndarray, defect: np.ndarray, class_names: list[str], *, threshold: float,
+                 rules: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Return the regions of every defect class, highest score first.
 
     Args:
-        classes: Class index per pixel, 0 being ``ok``.
+        classes: The likeliest defect class per pixel (index into ``class_names``, 1 or more).
         defect: Defect probability per pixel.
+        threshold: Pixels whose defect probability is not above this belong to no region.
         rules: Decision rule per class name; classes without one count at any size.
-        min_score: Regions whose score is not above this are left out.
     """
     found = []
+    above = defect > threshold
     for index in range(1, len(class_names)):
-        labeled, count = ndimage.label(classes == index, structure=_EIGHT_NEIGHBOURS)
+        labeled, count = ndimage.label(above & (classes == index), structure=_EIGHT_NEIGHBOURS)
         if count == 0:
             continue
-        slices = ndimage.find_objects(labeled)
-        peaks = ndimage.maximum(defect.astype(np.float32), labels=labeled, index=np.arange(1, count + 1))
-        areas = ndimage.sum_labels(np.ones_like(labeled, dtype=np.int64), labels=labeled,
-                                   index=np.arange(1, count + 1))
         rule = (rules or {}).get(class_names[index], {})
-        for where, peak, area in zip(slices, np.atleast_1d(peaks), np.atleast_1d(areas)):
-            if float(peak) <= min_score:
-                continue
+        for number, where in enumerate(ndimage.find_objects(labeled), start=1):
+            inside = labeled[where] == number
+            area = int(inside.sum())
+            peak = float(defect[where][inside].max())
             box = [int(where[1].start), int(where[0].start), int(where[1].stop), int(where[0].stop)]
-            found.append({"class": class_names[index], "area": int(area), "box": box,
-                          "score": round(float(peak), 6), "counts": passes_rule(box, int(area), rule)})
+            found.append({"class": class_names[index], "area": area, "box": box,
+                          "score": round(peak, 6), "counts": passes_rule(box, area, rule)})
     return sorted(found, key=lambda region: (-region["score"], region["box"]))
 
 
@@ -58,3 +57,39 @@ def passes_rule(box: list[float], area: float, rule: Mapping[str, Any]) -> bool:
     scale = float(rule.get("pixel_size_mm") or 1.0) if rule.get("unit") == "mm" else 1.0
     length = max(box[2] - box[0], box[3] - box[1]) * scale
     return length >= float(rule.get("min_length", 0.0)) and area * scale * scale >= float(rule.get("min_area", 0.0))
+
+
+def decide_from_pixels(classes: np.ndarray, defect: np.ndarray, class_names: list[str], *, threshold: float,
+                       rules: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[float, list[dict[str, Any]]]:
+    """Return an image's defect score and its regions, from per-pixel classes and defect probabilities.
+
+    The score is the best counting region's score when there is one, so the
+    image is defective exactly when a region passes its class's rule.
+    Otherwise it is the highest defect probability at or below the
+    threshold, which keeps clean images ranked for curves and AP.
+    """
+    regions = find_regions(classes, defect, class_names, threshold=threshold, rules=rules)
+    counting = [region["score"] for region in regions if region["counts"]]
+    if counting:
+        return max(counting), regions
+    return float(np.max(defect, where=defect <= threshold, initial=0.0)), regions
+
+
+def decide_from_boxes(boxes: list[dict[str, Any]], *, threshold: float,
+                      rules: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[float, list[dict[str, Any]]]:
+    """Return an image's defect score and its boxes above the threshold, each marked whether it counts.
+
+    The score follows ``decide_from_pixels``: the best counting box's score,
+    else the best score at or below the threshold.
+    """
+    kept = []
+    for box in boxes:
+        if box["score"] > threshold:
+            x0, y0, x1, y1 = box["box"]
+            counts = passes_rule(box["box"], (x1 - x0) * (y1 - y0), (rules or {}).get(box["class"], {}))
+            kept.append({**box, "counts": counts})
+    counting = [box["score"] for box in kept if box["counts"]]
+    if counting:
+        return max(counting), kept
+    below = [box["score"] for box in boxes if box["score"] <= threshold]
+    return (max(below) if below else 0.0), kept

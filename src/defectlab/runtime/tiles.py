@@ -10,7 +10,7 @@ padded by repeating its edge pixels.
 
 Stitching keeps, for every pixel, the result of the tile in which it lies
 farthest from a cut (the tile's core), so no averaging buffer is needed:
-the stitched result is one class index (``uint8``) and one defect
+the stitched result is the likeliest defect class (``uint8``) and the defect
 probability (``float16``) per pixel, 3 bytes per pixel whatever the number
 of classes.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Stitched", "Tile", "cut_tile", "plan_tiles", "predict_tiled", "tile_origins"]
+__all__ = ["Stitched", "Tile", "cut_tile", "plan_tiles", "predict_tiled", "stitch_whole", "tile_origins"]
 
 TileScorer = Callable[[list[np.ndarray]], list[np.ndarray]]
 """Maps tiles of pixels to class probabilities ``(C, tile height, tile width)``, class 0 being ``ok``."""
@@ -40,7 +40,7 @@ class Tile:
 
 @dataclass
 class Stitched:
-    """A full-size result: class index and defect probability (1 - p(ok)) per pixel."""
+    """A full-size result: the likeliest defect class (index 1 or more) and the defect probability (1 - p(ok)) per pixel."""
 
     classes: np.ndarray
     defect: np.ndarray
@@ -83,6 +83,15 @@ def cut_tile(pixels: np.ndarray, y: int, x: int, tile: tuple[int, int]) -> np.nd
     return crop
 
 
+def stitch_whole(probabilities: np.ndarray) -> Stitched:
+    """Return the stitched form of one whole image's class probabilities ``(C, H, W)``."""
+    spot = Tile(0, 0, (0, probabilities.shape[1], 0, probabilities.shape[2]))
+    stitched = Stitched(np.zeros(probabilities.shape[1:], dtype=np.uint8),
+                        np.zeros(probabilities.shape[1:], dtype=np.float16))
+    _write_core(stitched, spot, probabilities)
+    return stitched
+
+
 def predict_tiled(pixels: np.ndarray, scorer: TileScorer, tile: tuple[int, int], overlap: int, *,
                   batch: int = 4) -> Stitched:
     """Score a whole image tile by tile and stitch the results to its full size.
@@ -106,5 +115,5 @@ def _groups(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
 def _write_core(stitched: Stitched, spot: Tile, probabilities: np.ndarray) -> None:
     y0, y1, x0, x1 = spot.core
     local = probabilities[:, y0 - spot.y:y1 - spot.y, x0 - spot.x:x1 - spot.x]
-    stitched.classes[y0:y1, x0:x1] = np.argmax(local, axis=0).astype(np.uint8)
+    stitched.classes[y0:y1, x0:x1] = (1 + np.argmax(local[1:], axis=0)).astype(np.uint8)
     stitched.defect[y0:y1, x0:x1] = (1.0 - local[0]).astype(np.float16)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import selectinload
 
 from defectlab.data.pixels import StoredMasks, StoredPixels
 from defectlab.data.snapshot import SnapshotImage, freeze_image, take_snapshot
-from defectlab.errors import TrainingError
+from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.formats.records import OK_CLASS
 from defectlab.models.artifact import dump_artifact, new_artifact
 from defectlab.training.autotune import ImageStats, TrainingPlan, plan_training
@@ -33,7 +33,9 @@ __all__ = ["TrainingResult", "train_project", "TRAINABLE_TASKS"]
 
 logger = logging.getLogger(__name__)
 
-TRAINABLE_TASKS = ("classification", "anomaly")
+TRAINABLE_TASKS = ("classification", "anomaly", "segmentation", "detection")
+REGION_TASKS = ("segmentation", "detection")
+_REGION_SETTINGS = {"input_height", "input_width", "seed", "epochs"}
 Progress = Callable[[int, int, str], None]
 
 
@@ -84,6 +86,8 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
     labeled = [image for image in images if image.label is not None]
     _check_labels(labeled, task, project_name)
 
+    if task in REGION_TASKS:
+        return _train_regions(workspace, project_name, task, labeled, assigned, overrides, progress, on_plan, started)
     plan = plan_training([_stats(image) for image in labeled], task, overrides)
     for warning in plan.warnings:
         logger.info("plan warning: %s", warning)
@@ -94,6 +98,38 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
 
     search_scale = not {"input_height", "input_width"} & set(overrides or {})
     fitted, plan = _fit(workspace, task, labeled, plan, progress, search_scale=search_scale)
+    model_id = _register(workspace, project_name, assigned, plan, fitted)
+    seconds = time.monotonic() - started
+    logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
+    return TrainingResult(model_id, project_name, task, fitted["class_names"], fitted["threshold"], plan,
+                          _counts(labeled), seconds)
+
+
+def _train_regions(workspace: Workspace, project_name: str, task: str, labeled: list[SnapshotImage],
+                   assigned: dict[int, str], overrides: dict[str, Any] | None, progress: Progress | None,
+                   on_plan: Callable[[TrainingPlan], None] | None, started: float) -> TrainingResult:
+    from defectlab.book import decision_rules
+    from defectlab.training.autotune import validate_overrides
+    from defectlab.training.region_models import fit_detection, fit_segmentation
+
+    checked = validate_overrides(overrides or {})
+    unused = sorted(set(checked) - _REGION_SETTINGS)
+    if unused:
+        raise InvalidInputError(f"setting {unused[0]!r} is not used by {task} models; they take "
+                                f"{', '.join(sorted(_REGION_SETTINGS))}")
+    size = (int(checked.get("input_height", 0)), int(checked.get("input_width", 0)))
+    model_kind = "a pixel-mask model" if task == "segmentation" else "a box detector"
+    plan = TrainingPlan(task=task, input_size=size if all(size) else (0, 0), seed=int(checked.get("seed", 0)),
+                        epochs=int(checked.get("epochs", 0)),
+                        reasons=(f"A {task} project trains {model_kind} on the frozen pretrained backbone's "
+                                 "features, with a light trainable head.",))
+    if on_plan is not None:
+        on_plan(plan)
+    rules = decision_rules(workspace, project_name)
+    train = [image for image in labeled if image.split == "train"]
+    dev = [image for image in labeled if image.split == "dev"]
+    fit = fit_segmentation if task == "segmentation" else fit_detection
+    fitted, plan = fit(workspace, train, dev, plan, rules, progress)
     model_id = _register(workspace, project_name, assigned, plan, fitted)
     seconds = time.monotonic() - started
     logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
@@ -122,6 +158,11 @@ def _check_labels(labeled: list[SnapshotImage], task: str, project_name: str) ->
         raise TrainingError(
             f"project {project_name!r} has {training[OK_CLASS]} good ('ok') training images; an anomaly model "
             "learns from good images only, so import at least 10 images labeled ok"
+        )
+    if task in REGION_TASKS and not any(image.regions for image in labeled if image.split == "train"):
+        raise TrainingError(
+            f"project {project_name!r} has no training image with a labeled defect region; a {task} model "
+            "learns from masks, polygons or boxes, so label the defects of some images"
         )
     if task == "classification" and len(training) < 2:
         raise TrainingError(

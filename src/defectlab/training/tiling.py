@@ -37,6 +37,9 @@ MIN_DEFECT_PIXELS = 4.0
 OVERLAP_SHARE = 0.125
 """Tiles overlap by this share of their side."""
 
+TILE_SIDE = 320
+"""Longest tile side: a tile is the model input, capped here so that training sees many small tiles."""
+
 
 @dataclass(frozen=True)
 class TilingChoice:
@@ -55,20 +58,21 @@ def choose_tiling(sizes: Sequence[tuple[int, int]], defect_widths: Sequence[floa
     height = float(np.median([size[0] for size in sizes]))
     width = float(np.median([size[1] for size in sizes]))
     shrink = max(height / input_size[0], width / input_size[1])
-    overlap = int(round(OVERLAP_SHARE * min(input_size)))
+    tile = (min(input_size[0], TILE_SIDE), min(input_size[1], TILE_SIDE))
+    overlap = int(round(OVERLAP_SHARE * min(tile)))
     if defect_widths:
         smallest = float(np.percentile(defect_widths, 5))
         if shrink > MAX_SHRINK and smallest / shrink < MIN_DEFECT_PIXELS:
-            return TilingChoice(input_size, overlap, (
+            return TilingChoice(tile, overlap, (
                 f"images of {width:.0f} x {height:.0f} px would shrink {shrink:.1f} times to fit the "
                 f"{input_size[1]} x {input_size[0]} px input, and the smallest defects ({smallest:.0f} px wide) "
-                "would vanish, so the model works on tiles at native resolution"))
+                f"would vanish, so the model works on {tile[1]} x {tile[0]} px tiles at native resolution"))
         return TilingChoice(None, 0, f"defects stay visible when images shrink {shrink:.1f} times, so whole "
                                      "images are used")
     if shrink > MAX_SHRINK_UNLABELED:
-        return TilingChoice(input_size, overlap, (
+        return TilingChoice(tile, overlap, (
             f"images of {width:.0f} x {height:.0f} px would shrink {shrink:.1f} times to fit the input, "
-            "so the model works on tiles at native resolution"))
+            f"so the model works on {tile[1]} x {tile[0]} px tiles at native resolution"))
     return TilingChoice(None, 0, f"images shrink {shrink:.1f} times to fit the input, so whole images are used")
 
 
