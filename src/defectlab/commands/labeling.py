@@ -124,7 +124,7 @@ def check(
     skip_labels: Annotated[bool, flag("--skip-labels", help="Leave out the search for suspicious labels (the slowest part).")] = False,
     as_json: Annotated[bool, flag("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Find data issues: suspicious labels, duplicates, leakage between splits, imaging problems, thin classes."""
+    """Find data issues: suspicious labels, duplicates, leakage, imaging problems, outliers, thin classes."""
     from defectlab.quality.check import check_project
 
     report = check_project(open_workspace(), project, labels=not skip_labels)
@@ -133,8 +133,19 @@ def check(
         return
     counts = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in report["counts"].items()) or "no issues"
     typer.echo(f"{report['images']} images checked: {counts}")
-    for issue in report["issues"][:50]:
-        where = f"image {issue['image_id']} {issue['path']}" if "image_id" in issue else f"class {issue['class']}"
-        typer.echo(f"  [{issue['kind']}] {where}: {issue['detail']}; {issue['action']}")
-    if len(report["issues"]) > 50:
-        typer.echo(f"  ... and {len(report['issues']) - 50} more; use --json for all")
+    for note in report.get("notes", []):
+        typer.echo(f"  note: {note}")
+    shown = 0
+    for kind in report["counts"]:
+        rows = [issue for issue in report["issues"] if issue["kind"] == kind]
+        for issue in rows[:PER_KIND]:
+            where = f"image {issue['image_id']} {issue['path']}" if "image_id" in issue else f"class {issue['class']}"
+            typer.echo(f"  [{issue['kind']}] {where}: {issue['detail']}; {issue['action']}")
+        shown += min(len(rows), PER_KIND)
+    if len(report["issues"]) > shown:
+        typer.echo(f"  ... and {len(report['issues']) - shown} more (worst {PER_KIND} of each kind shown); "
+                   "use --json for all")
+
+
+PER_KIND = 15
+"""Issues of each kind that 'defectlab check' prints, worst first."""

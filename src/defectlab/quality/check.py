@@ -211,9 +211,9 @@ def score_labels(items: list[_Item], pixels: StoredPixels) -> LabelScores | None
     if len(classes) < 2:
         return None
 
-    given = np.array([classes.index(items[index].label) for index in rows], dtype=np.int64)
-    pred_probs = out_of_fold_probabilities(Subset(pixels, rows), given, classes, folds=_FOLDS)
-    return LabelScores(rows, classes, given, pred_probs, get_label_quality_scores(given, pred_probs))
+    label_indices = np.array([classes.index(items[index].label) for index in rows], dtype=np.int64)
+    pred_probs = out_of_fold_probabilities(Subset(pixels, rows), label_indices, classes, folds=_FOLDS)
+    return LabelScores(rows, classes, label_indices, pred_probs, get_label_quality_scores(label_indices, pred_probs))
 
 
 def find_suspicious_labels(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,8 +230,8 @@ def find_suspicious_labels(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[
             ``C >= 2``, each row summing to 1.
 
     Returns:
-        Two arrays. The first holds the flagged rows, lowest label quality
-        first, int64 ``(M,)``. The second holds the label quality of every
+        Two arrays. The first contains the flagged rows, lowest label quality
+        first, int64 ``(M,)``. The second contains the label quality of every
         row, float64 ``(N,)`` in 0..1: the probability given to its label.
 
     Raises:

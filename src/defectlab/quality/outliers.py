@@ -63,7 +63,7 @@ docstring.
 
 NOTE: the limit was set on real images, whose good parts vary in lighting
 and surface. Where good images differ only by pixel noise, a large defect
-also stands out: generated 64 x 64 parts with a drawn scratch or spot were
+is also far from the rest: generated 64 x 64 parts with a drawn scratch or spot were
 flagged among 26 good ones. A project of very uniform parts may therefore
 see its largest defects reported as outliers.
 """

@@ -107,9 +107,9 @@ STRIDE = 8
 MAX_INPUT_AREA = 165_000
 """Largest input area in pixels (about 640 x 256); larger images are shrunk to it.
 
-NOTE: sized by CPU cost (the frozen backbone takes tens of milliseconds per image
-at this area on 2 cores); a defect thinner than two or three input pixels after
-shrinking is better served by cutting tiles at native resolution.
+NOTE: sized by CPU cost, because the frozen backbone takes tens of milliseconds
+per image at this area on 2 cores. A defect thinner than two or three input
+pixels after shrinking is better served by cutting tiles at native resolution.
 """
 
 NMS_IOU = 0.5
@@ -119,7 +119,7 @@ MAX_CANDIDATES = 100
 """Peaks decoded per image and class, highest first."""
 
 REGION_SHARE = 0.3
-"""A box's region holds the cells scoring at least this share of its peak."""
+"""A box's region is made of the cells scoring at least this share of its peak."""
 
 REGION_REACH = 2
 """Cells up to this many steps apart (in rows and in columns) join one region."""
@@ -389,9 +389,9 @@ def _region_box(share: np.ndarray, region: np.ndarray) -> list[float]:
 def _edges(profile: np.ndarray, first: int, last: int) -> tuple[float, float]:
     """Return the low and high edge, in cells, of a region spanning cells ``first..last`` of a projection.
 
-    The map learned each projection as the share of a cell that the box covers,
-    so the end cells count by their share (at least half, as the region holds
-    them) and the cells just outside add theirs (at most half).
+    The map learned each projection as the share of a cell that the box covers.
+    So the end cells count by their share, at least half because they passed
+    the region's floor, and the cells just outside add theirs, at most half.
     """
     before = min(float(profile[first - 1]), 0.5) if first > 0 else 0.0
     after = min(float(profile[last + 1]), 0.5) if last + 1 < len(profile) else 0.0
