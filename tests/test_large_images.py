@@ -23,7 +23,7 @@ def write_pits(folder: Path, name: str, pixels: np.ndarray, mask: np.ndarray) ->
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Predictor:
-    """Train a segmentation model from six 2400 x 2200 images with 6 x 6 pits, three of them at edges."""
+    """Train a segmentation model from six 2400 x 2200 images with 6 x 6 pits (three at edges) and three without."""
     from defectlab.workspace import Workspace
 
     root = tmp_path_factory.mktemp("large")
@@ -33,6 +33,10 @@ def predictor(tmp_path_factory) -> Predictor:
     for index, pits in enumerate(places):
         pixels, mask = draw_large_part(rng, 2400, 2200, pits)
         write_pits(root / "images" / "pit", f"{index:02d}", pixels, mask)
+    (root / "images" / "good").mkdir()
+    for index in range(3):
+        pixels, _ = draw_large_part(rng, 2400, 2200, [])
+        Image.fromarray(pixels).save(root / "images" / "good" / f"{index:02d}.png")
     workspace = Workspace.open(root / "ws")
     workspace.create_project("plates", "segmentation")
     import_path(workspace, "plates", root / "images", split="train")
