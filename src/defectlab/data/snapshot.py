@@ -65,9 +65,9 @@ def class_label(annotations: list[Annotation]) -> str | None:
 
 
 def take_snapshot(workspace: Workspace, session: Session, project: Project) -> SnapshotContent:
-    """Freeze the project's current images, labels and splits into a new snapshot."""
+    """Freeze the project's current images, labels and splits into a new snapshot, leaving out excluded images."""
     images = session.scalars(
-        select(Image).where(Image.project_id == project.id).order_by(Image.path)
+        select(Image).where(Image.project_id == project.id, Image.excluded.is_(False)).order_by(Image.path)
         .options(selectinload(Image.annotations).selectinload(Annotation.defect_class))
     ).all()
     frozen = [freeze_image(image) for image in images]

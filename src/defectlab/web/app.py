@@ -25,7 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from defectlab import __version__
 from defectlab.deployment.server import _BodyLimit, _key_check
 from defectlab.errors import DefectlabError
-from defectlab.web.routes import book, images, jobs, projects, tasks
+from defectlab.web import pages
+from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, tasks
 from defectlab.workspace import Workspace
 
 __all__ = ["API_PREFIX", "MAX_REQUEST_BYTES", "create_app"]
@@ -37,7 +38,9 @@ API_PREFIX = "/api"
 MAX_REQUEST_BYTES = 16 << 20
 """Largest request body in bytes; bodies are JSON, and even labels with many long polygons stay far below it."""
 
-_ROUTERS = (projects.router, images.router, tasks.router, book.router, jobs.router)
+# The browser's routes come before the images routes, whose '/images/{image_id}' would otherwise take 'bulk'.
+_ROUTERS = (projects.router, browse.router, images.router, labels.router, pictures.router, tasks.router, book.router,
+            jobs.router)
 
 
 def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
@@ -60,6 +63,7 @@ def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
     dependencies = [Depends(_authorization(api_key))] if api_key else []
     for router in _ROUTERS:
         app.include_router(router, prefix=API_PREFIX, dependencies=dependencies)
+    pages.add_pages(app)
     app.openapi = _schema_without_validation_422(app)
     return app
 

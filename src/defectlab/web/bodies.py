@@ -12,15 +12,19 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from defectlab.book import EXAMPLE_ROLES
+from defectlab.data.browse import BULK_ACTIONS
 from defectlab.workspace.schema import TASKS
 
 __all__ = [
     "BookChange",
     "BookExample",
     "BookRule",
+    "BulkChange",
     "CheckRequest",
     "ErrorBody",
+    "ImageAnnotations",
     "ImageClass",
+    "ImageRegion",
     "NewClasses",
     "NewProject",
     "NewTask",
@@ -141,3 +145,39 @@ class BookExample(Body):
 
 class CheckRequest(Body):
     labels: bool = Field(True, description="Also search for suspicious labels, the slowest part of the check.")
+
+
+class MaskCrop(Body):
+    x: int = Field(description="Column of the crop's left edge in the image, in displayed pixels.")
+    y: int = Field(description="Row of the crop's top edge in the image, in displayed pixels.")
+    png: str = Field(max_length=12 << 20, description="Base64 PNG (a `data:` URL prefix is allowed) whose "
+                                                     "non-zero or opaque pixels are inside the mask.")
+
+
+class ImageRegion(Body):
+    class_name: str = Field(alias="class", description="The region's defect class (not `ok`).")
+    box: list[float] | None = Field(None, description="`[x_min, y_min, x_max, y_max]` in displayed pixels.")
+    polygon: list[float] | None = Field(None, description="`[x1, y1, x2, y2, ...]` in displayed pixels.")
+    mask: MaskCrop | None = Field(None, description="The mask as the crop of its bounding box.")
+
+
+class ImageAnnotations(Body):
+    """An image's whole label, replacing the one it has; neither `class` nor `regions` makes it not labeled."""
+
+    labeler: Person
+    version: int = Field(description="The image version the label was based on; a newer current version rejects "
+                                     "the save with status 409.")
+    class_name: str | None = Field(None, alias="class", description="The image-level class; `ok` for no defect.")
+    regions: list[ImageRegion] = Field(default_factory=list, max_length=5000)
+
+    def region_dicts(self) -> list[dict[str, Any]]:
+        """Return the regions as the library takes them, with only the keys that were sent."""
+        return [region.model_dump(by_alias=True, exclude_none=True) for region in self.regions]
+
+
+class BulkChange(Body):
+    image_ids: list[int] = Field(min_length=1, description="The selected images.")
+    action: str = Field(json_schema_extra={"enum": list(BULK_ACTIONS)},
+                        description="Set the split, set the image-level class, exclude from or include in training.")
+    value: str | None = Field(None, description="The split (`train`, `dev`, `test`, or null for none) or the class.")
+    labeler: Person

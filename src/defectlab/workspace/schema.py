@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -76,7 +76,9 @@ class DefectClass(Base):
 class Image(Base):
     """One picture in a project, identified by its relative path.
 
-    Sizes are those of the image as displayed (EXIF orientation applied).
+    Sizes are those of the image as displayed (EXIF orientation applied). An
+    ``excluded`` image stays in the project but is left out of snapshots, so no
+    model trains or is evaluated on it.
     """
 
     __tablename__ = "images"
@@ -94,6 +96,7 @@ class Image(Base):
     split: Mapped[str | None] = mapped_column(String(10))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     project: Mapped[Project] = relationship(back_populates="images")

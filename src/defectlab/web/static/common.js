@@ -1,0 +1,146 @@
+// Shared parts of the pages: calling the REST API, building elements, the page header and messages.
+//
+// Elements are built with h(), which sets text through text nodes and never
+// through innerHTML, so names and definitions people typed are shown as typed.
+
+const NAME_KEY = "defectlab.labeler";
+const API_KEY = "defectlab.apiKey";
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// Call one route of the REST API and return its JSON; an error response throws ApiError with the server's message.
+export async function api(method, path, body) {
+  const headers = {};
+  const key = sessionStorage.getItem(API_KEY);
+  if (key) headers["X-API-Key"] = key;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401 && askApiKey()) return api(method, path, body);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, (data && data.error) || `${method} ${path} failed`);
+  return data;
+}
+
+function askApiKey() {
+  const key = window.prompt("This server needs its API key. Enter the key it was started with:");
+  if (!key) return false;
+  sessionStorage.setItem(API_KEY, key.trim());
+  return true;
+}
+
+// Return an address under /api with each part of `parts` escaped, such as projectPath("plates", "book", "pit/x").
+export function projectPath(project, ...parts) {
+  return ["/projects", project, ...parts].map((part, index) => (index ? encodeURIComponent(part) : part)).join("/");
+}
+
+// Build an element: attributes from `attrs` (on* keys add listeners), then children (strings become text).
+export function h(tag, attrs = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2).toLowerCase(), value);
+    else if (name === "className") element.className = value;
+    else if (name === "dataset") Object.assign(element.dataset, value);
+    else if (value === true) element.setAttribute(name, "");
+    else element.setAttribute(name, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+// Return the project name and what follows it from an address such as /projects/NAME/images/7.
+export function pageParts() {
+  const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  return { project: parts[1], rest: parts.slice(2) };
+}
+
+export function labelerName() {
+  return (localStorage.getItem(NAME_KEY) || "").trim();
+}
+
+// Return the person's name, asking for it in the header when it is not set yet.
+export function requireName() {
+  const name = labelerName();
+  if (name) return name;
+  const input = document.querySelector("#your-name");
+  showMessage("Enter your name at the top right first: every change records who made it.", "error");
+  if (input) input.focus();
+  return null;
+}
+
+// Draw the header: the way back to projects, the project's pages and the person's name.
+export function drawHeader(project, current) {
+  const top = document.querySelector("#top");
+  const links = [h("a", { href: "/", className: current === "projects" ? "current" : "" }, "Projects")];
+  if (project) {
+    const base = `/projects/${encodeURIComponent(project)}`;
+    links.push(h("span", { className: "project-name" }, project));
+    links.push(h("a", { href: base, className: current === "browser" ? "current" : "" }, "Images"));
+    links.push(h("a", { href: `${base}/book`, className: current === "book" ? "current" : "" }, "Defect book"));
+  }
+  const name = h("input", {
+    id: "your-name", value: labelerName(), placeholder: "Your name", size: 14, "aria-label": "Your name",
+    onchange: (event) => localStorage.setItem(NAME_KEY, event.target.value.trim()),
+  });
+  top.replaceChildren(h("nav", {}, h("strong", { className: "brand" }, "defectlab"), ...links),
+    h("label", { className: "who" }, "Labeler ", name));
+}
+
+let messageTimer = null;
+
+// Show a message under the header; errors stay until the next message, others fade after a few seconds.
+export function showMessage(text, kind = "info") {
+  const box = document.querySelector("#message");
+  box.className = kind;
+  box.replaceChildren(h("span", {}, text), h("button", { type: "button", className: "link", onclick: () => { box.hidden = true; } }, "Dismiss"));
+  box.hidden = false;
+  clearTimeout(messageTimer);
+  if (kind !== "error") messageTimer = setTimeout(() => { box.hidden = true; }, 4000);
+}
+
+export function showError(error) {
+  showMessage(error instanceof Error ? error.message : String(error), "error");
+}
+
+// Words for a label state; "no defect" and "not labeled" are different answers and never share a word.
+export function stateWords(label) {
+  if (label === null || label === undefined) return "not labeled";
+  if (label === "ok") return "no defect";
+  return label;
+}
+
+const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+  "#469990", "#9a6324", "#800000", "#000075"];
+
+// Return a steady colour for a class, by its position among the project's defect classes.
+export function classColour(classes, name) {
+  const index = classes.filter((c) => c !== "ok").indexOf(name);
+  return PALETTE[(index < 0 ? 0 : index) % PALETTE.length];
+}
+
+export function thumbnailUrl(project, imageId, size = 192) {
+  return `/api${projectPath(project, "images", String(imageId), "thumbnail")}?size=${size}`;
+}
+
+// Put a decision rule in words, such as "defective when the longest side is at least 4 px".
+export function ruleWords(rule) {
+  if (!rule) return "";
+  const unit = rule.unit || "px";
+  const parts = [];
+  if (rule.min_length !== undefined) parts.push(`longest side is at least ${rule.min_length} ${unit}`);
+  if (rule.min_area !== undefined) parts.push(`area is at least ${rule.min_area} ${unit}²`);
+  let words = parts.length ? `defective when the ${parts.join(" and the ")}` : "";
+  if (rule.pixel_size_mm) words += ` (one pixel is ${rule.pixel_size_mm} mm)`;
+  return words;
+}
