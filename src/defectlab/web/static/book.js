@@ -77,7 +77,7 @@ async function saveEntry(entry, form) {
 
 function exampleFigure(example, className, removable) {
   const href = `/projects/${encodeURIComponent(project)}/images/${example.image_id}`;
-  return h("figure", { className: `example ${example.role}` },
+  return h("figure", { className: "example", dataset: { role: example.role } },
     h("a", { href }, h("img", { src: thumbnailUrl(project, example.image_id, 160), alt: example.path, width: 160, height: 160 })),
     h("figcaption", {}, example.path, example.note ? h("em", {}, ` ${example.note}`) : null,
       removable ? h("button", { type: "button", className: "link", onclick: () => removeExample(className, example) }, " remove") : null));

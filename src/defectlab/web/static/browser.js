@@ -134,11 +134,16 @@ function drawSelection() {
   if (words) words.textContent = `${selected.size} selected`;
 }
 
+let drawn = 0;
+
 async function drawPage() {
   const filters = readFilters();
   const query = new URLSearchParams(filters);
   if (!query.get("page_size")) query.set("page_size", "60");
+  // A page asked for earlier may answer after a later one; only the newest request is drawn.
+  const request = ++drawn;
   const result = await api("GET", `${projectPath(project, "browse")}?${query}`);
+  if (request !== drawn) return;
   lastPage = result;
   const grid = result.images.length
     ? h("div", { className: "grid", id: "grid" }, ...result.images.map((image) => card(image, filters)))

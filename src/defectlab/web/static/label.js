@@ -463,17 +463,18 @@ async function drawBookEntry() {
     return;
   }
   const rule = ruleWords(entry.rule);
-  const examples = entry.examples.map((example) => h("figure", { className: `example ${example.role}` },
+  const examples = entry.examples.map((example) => h("figure", { className: "example", dataset: { role: example.role } },
     h("img", { src: thumbnailUrl(project, example.image_id, 96), alt: example.path, width: 96, height: 96 }),
     h("figcaption", {}, `${example.role.replace("_", "-")}${example.note ? `: ${example.note}` : ""}`)));
   const link = (role, words) => h("button", { type: "button", className: "secondary", onclick: () => addExample(name, role) }, words);
-  box.replaceChildren(
+  box.replaceChildren(...[
     h("h2", {}, `Defect book: ${name}`),
     h("p", { className: "definition" }, entry.definition || "No definition yet."),
     rule ? h("p", {}, h("strong", {}, "Decision rule: "), rule) : null,
     examples.length ? h("div", { className: "examples" }, ...examples) : null,
     h("p", {}, h("a", { href: `/projects/${encodeURIComponent(project)}/book#${encodeURIComponent(name)}` }, "Open the defect book")),
-    h("div", { className: "row" }, h("small", {}, "Add this image as: "), link("example", "example"), link("counter_example", "counter-example"), link("borderline", "borderline")));
+    h("div", { className: "row" }, h("small", {}, "Add this image as: "), link("example", "example"), link("counter_example", "counter-example"), link("borderline", "borderline")),
+  ].filter(Boolean));
 }
 
 async function addExample(name, role) {
