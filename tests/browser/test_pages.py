@@ -99,7 +99,8 @@ def test_grid_filters_and_bulk_split(page, caps, shoot) -> None:
     page.select_option("select[name=key]", "station")
     page.select_option("select[name=value]", "B")
     expect(page.locator(".thumb")).to_have_count(5)
-    assert "key=station" in page.url and "value=B" in page.url
+    assert "key=station" in page.url
+    assert "value=B" in page.url
     page.click("text=Select page")
     expect(page.locator("#selection")).to_have_text("5 selected")
     page.select_option("select[name=bulk-split]", "test")
@@ -213,3 +214,46 @@ def test_stale_book_edit_shows_conflict(page, server, caps) -> None:
     page.click("text=Save entry")
     expect(page.locator("#entry-conflict")).to_contain_text("someone else changed this entry")
     assert page.input_value("textarea[name=definition]") == "A hollow."
+
+
+def test_polygon_and_brush_mask(page, server, shoot, tmp_path) -> None:
+    folder = tmp_path / "plates" / "images"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((96, 96), 128, dtype=np.uint8)).save(folder / "plate.png")
+    server.workspace.create_project("plates", "segmentation", ["stain"])
+    import_path(server.workspace, "plates", folder, format="folders")
+    image_id = list_images(server.workspace, "plates")[0]["id"]
+    page.goto(f"/projects/plates/images/{image_id}")
+    page.wait_for_function("window.defectlabViewer && window.defectlabViewer.scale > 0")
+    expect(page.locator("button.tool")).to_have_text(["Pan (V)", "Polygon (P)", "Brush (R)", "Eraser (E)"])
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        box = page.locator("#canvas").bounding_box()
+        screen = page.evaluate("([x, y]) => window.defectlabViewer.toScreen(x, y)", [x, y])
+        return box["x"] + screen["x"], box["y"] + screen["y"]
+
+    page.keyboard.press("p")
+    for corner in ((10, 10), (30, 10), (20, 25)):
+        page.mouse.click(*at(*corner))
+    page.keyboard.press("Enter")
+    expect(page.locator("#regions")).to_contain_text("stain · polygon of 3 points")
+
+    page.keyboard.press("r")
+    page.locator("#brush-size").fill("6")
+    drag(page, at(50, 70), at(70, 70))
+    page.keyboard.press("e")
+    page.mouse.click(*at(70, 70))
+    expect(page.locator("#regions li")).to_have_count(2)
+    shoot(page, "1-drawn")
+    page.click("#save")
+    expect(page.locator("#version")).to_have_text("Version 2")
+
+    polygon, mask = read_annotations(server.workspace, "plates", image_id)["regions"]
+    assert polygon["polygon"] == [10.0, 10.0, 30.0, 10.0, 20.0, 25.0]
+    assert mask["class"] == "stain"
+    crop = mask["mask"]
+    assert 46 <= crop["x"] <= 48
+    assert 66 <= crop["y"] <= 68
+    # The stroke ran from x 47 to 73 and the eraser took away the part right of about x 67.
+    assert 18 <= crop["width"] <= 22
+    assert 5 <= crop["height"] <= 7

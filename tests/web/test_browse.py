@@ -59,6 +59,16 @@ def test_label_filter_follows_newest_class(api, parts) -> None:
     assert "dent/0.png" in paths(browse(api, "label=scratch"))
 
 
+def test_labeler_filter_and_list(api, parts) -> None:
+    assert api.get("/api/projects/parts/labelers").json() == ["import"]
+    answer = api.put(f"/api/projects/parts/images/{parts['ok/2.png']}/class", json={"class": "ok", "labeler": "ana"})
+    assert answer.status_code == 200
+    assert api.get("/api/projects/parts/labelers").json() == ["ana", "import"]
+    assert paths(browse(api, "labeler=ana")) == ["ok/2.png"]
+    assert browse(api, "labeler=import")["total"] == 12
+    assert browse(api, "labeler=nobody")["total"] == 0
+
+
 def test_metadata_filter_by_key_and_value(api, parts, workspace) -> None:
     with workspace.session() as session:
         session.execute(update(ImageRow).where(ImageRow.id == parts["ok/0.png"]).values(meta={"station": "A", "lot": 7}))
@@ -126,7 +136,7 @@ def test_neighbours_follow_filter_and_sort(api, parts) -> None:
 
 
 def test_browse_first_page_of_10000_images(workspace) -> None:
-    """Generated rows, no files: the page query must not read every image to answer."""
+    """Generated rows, no files: the page query reads only the rows of its page and their labels."""
     workspace.create_project("large", "classification", ["dent"])
     with workspace.session() as session:
         project = workspace.get_project(session, "large")
@@ -138,12 +148,6 @@ def test_browse_first_page_of_10000_images(workspace) -> None:
     assert page["total"] == 3333
     assert len(page["images"]) == 60
     assert page["images"][0]["path"] == "lot/00002.png"
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    stream = io.BytesIO()
-    Image.fromarray(pixels).save(stream, format="PNG")
-    return stream.getvalue()
 
 
 def test_low_contrast_16bit_patch_is_visible() -> None:

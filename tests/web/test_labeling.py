@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from defectlab.data.importer import import_path
+from defectlab.data.labels import list_images
 from defectlab.images.display import TILE_SIZE
 
 
@@ -26,8 +27,6 @@ def boards(workspace, tmp_path: Path) -> dict[str, int]:
     workspace.create_project("boards", "detection", ["scratch"])
     workspace.create_project("other", "detection", ["scratch"])
     import_path(workspace, "boards", folder, format="folders")
-    from defectlab.data.labels import list_images
-
     return {row["path"]: row["id"] for row in list_images(workspace, "boards")}
 
 

@@ -18,7 +18,7 @@ def serve_workspace(
     api_key: Annotated[Optional[str], typer.Option(
         help="Key clients send in X-API-Key (default: the DEFECTLAB_API_KEY environment variable).")] = None,
 ) -> None:
-    """Serve the workspace over HTTP: the REST API under /api, described by /api/openapi.json."""
+    """Serve the workspace over HTTP: the browser pages at /, the REST API under /api (schema /api/openapi.json)."""
     import uvicorn
 
     from defectlab.deployment.server import LOOPBACK_HOSTS
@@ -32,6 +32,6 @@ def serve_workspace(
         )
     workspace = open_workspace()
     application = create_app(workspace, api_key=key)
-    typer.echo(f"serving workspace {workspace.root} on http://{host}:{port}/api (OpenAPI schema at "
-               "/api/openapi.json); stop with Ctrl+C", err=True)
+    typer.echo(f"serving workspace {workspace.root}: open http://{host}:{port}/ in a browser; the REST API is "
+               "under /api (OpenAPI schema at /api/openapi.json); stop with Ctrl+C", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -193,9 +193,14 @@ def _mask_from_crop(crop: Any, where: str, image: Image) -> np.ndarray:
 
 
 def _inside(picture: PILImage.Image) -> np.ndarray:
-    """Return where a mask picture is set: its alpha when it has one (a canvas export), else its grey level."""
+    """Return where a mask picture is set: its alpha when it has one (a canvas export), else its grey level.
+
+    A browser canvas draws the edges of brush and eraser strokes with partial
+    alpha, so alpha counts from half opacity; what remains of an erased stroke
+    then does not become a faint ring of mask pixels.
+    """
     if picture.mode in ("RGBA", "LA") or "transparency" in picture.info:
-        return np.asarray(picture.convert("RGBA"))[:, :, 3] > 0
+        return np.asarray(picture.convert("RGBA"))[:, :, 3] >= 128
     return np.asarray(picture.convert("L")) > 0
 
 

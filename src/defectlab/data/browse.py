@@ -1,9 +1,9 @@
 """Pages of a project's images with filters and sorting, and changes to many images at once.
 
 The data browser shows one page of thumbnails at a time, so everything here
-runs in the database: the label, the filters, the order and the page are
-parts of one query, and a project of 10,000 images costs no more per page
-than one of 100. An image's label follows ``image_label``: its newest
+runs in the database. The label, the filters, the order and the page are
+parts of one query, so a page of a 10,000-image project needs no Python loop
+over all its images. An image's label follows ``image_label``: its newest
 image-level class, else the class of its first region.
 """
 
@@ -24,7 +24,7 @@ from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, DefectClass, Image, Project
 
 __all__ = ["BULK_ACTIONS", "SORT_KEYS", "SPLITS", "ImageFilter", "browse_images", "change_images",
-           "find_neighbours", "metadata_keys"]
+           "find_neighbours", "list_labelers", "metadata_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,14 @@ MAX_SELECTION = 10_000
 
 @dataclass(frozen=True)
 class ImageFilter:
-    """Which images of a project to show; fields left None do not filter.
+    """A filter on a project's images; fields left None do not filter.
 
     Attributes:
         label: A class name: images whose label is that class. ``ok`` finds images
             explicitly labeled as having no defect.
         split: ``train``, ``dev``, ``test``, or ``none`` for images without a split.
         labeled: True for images with a label, False for those without one.
+        labeler: Images with at least one annotation by this labeler.
         metadata_key: Images whose metadata has this key; with ``metadata_value``,
             whose value, written as text, equals it.
         excluded: True for excluded images only, False for included ones only.
@@ -60,6 +61,7 @@ class ImageFilter:
     label: str | None = None
     split: str | None = None
     labeled: bool | None = None
+    labeler: str | None = None
     metadata_key: str | None = None
     metadata_value: str | None = None
     excluded: bool | None = None
@@ -138,15 +140,24 @@ def metadata_keys(workspace: Workspace, project_name: str, *, limit: int = 50) -
     return {key: sorted(values) for key, values in sorted(found.items())}
 
 
+def list_labelers(workspace: Workspace, project_name: str) -> list[str]:
+    """Return everyone whose annotations are among the project's labels, sorted (``import`` for imported labels)."""
+    with workspace.session() as session:
+        project = workspace.get_project(session, project_name)
+        query = (select(Annotation.labeler).join(Image, Image.id == Annotation.image_id)
+                 .where(Image.project_id == project.id).distinct().order_by(Annotation.labeler))
+        return list(session.scalars(query))
+
+
 def change_images(workspace: Workspace, project_name: str, image_ids: list[int], action: str, *,
                   value: str | None = None, labeler: str) -> dict[str, Any]:
     """Apply one change to every image of a selection, in one transaction.
 
     Args:
-        action: ``set_split`` (``value`` is ``train``, ``dev``, ``test`` or None
-            to clear it), ``set_class`` (``value`` is a class name, ``ok`` for no
-            defect; it replaces the class ``labeler`` gave each image before),
-            ``exclude`` or ``include``.
+        action: ``set_split``, ``set_class``, ``exclude`` or ``include``.
+        value: For ``set_split``, ``train``, ``dev``, ``test`` or None to clear
+            the split. For ``set_class``, a class name (``ok`` for no defect),
+            which replaces the class ``labeler`` gave each image before.
         labeler: Who makes the change; recorded with a class.
 
     Returns:
@@ -198,6 +209,9 @@ def _filtered(query: Select, project: Project, where: ImageFilter, label: Column
         conditions.append(label == (OK_CLASS if is_ok_folder(where.label) else where.label))
     if where.labeled is not None:
         conditions.append(label.is_not(None) if where.labeled else label.is_(None))
+    if where.labeler is not None:
+        conditions.append(select(Annotation.id).where(Annotation.image_id == Image.id,
+                                                      Annotation.labeler == where.labeler).exists())
     if where.split is not None:
         conditions.append(Image.split.is_(None) if where.split == "none" else Image.split == where.split)
     if where.excluded is not None:

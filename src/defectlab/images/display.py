@@ -23,8 +23,8 @@ __all__ = ["LOW_CONTRAST_SPAN", "TILE_SIZE", "WINDOW_PERCENTILES", "TilePyramid"
            "thumbnail", "to_view"]
 
 WINDOW_PERCENTILES = (0.5, 99.5)
-"""Percentiles of the intensities mapped to black and white; half a percent at each end keeps a few hot or
-dead pixels from setting the window."""
+"""Percentiles of the intensities mapped to black and white. Clipping half a percent at each end keeps a few
+hot or dead pixels from setting the window."""
 
 LOW_CONTRAST_SPAN = 96
 """An 8-bit image whose window spans fewer grey levels than this is stretched; a wider one is shown as it is."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from defectlab.data.browse import SORT_KEYS, ImageFilter, browse_images, change_images, metadata_keys
+from defectlab.data.browse import SORT_KEYS, ImageFilter, browse_images, change_images, list_labelers, metadata_keys
 from defectlab.web.bodies import BulkChange
 from defectlab.web.routes import WorkspaceParameter, error_responses
 
@@ -24,12 +24,14 @@ def image_filter(
     split: Annotated[str | None, Query(description="`train`, `dev`, `test`, or `none` for images without one.")]
     = None,
     labeled: Annotated[bool | None, Query(description="Only labeled (true) or not labeled (false) images.")] = None,
+    labeler: Annotated[str | None, Query(description="Only images with an annotation by this labeler.")] = None,
     key: Annotated[str | None, Query(description="Only images whose metadata has this key.")] = None,
     value: Annotated[str | None, Query(description="With `key`: only images whose metadata value, as text, is this.")]
     = None,
     excluded: Annotated[bool | None, Query(description="Only excluded (true) or included (false) images.")] = None,
 ) -> ImageFilter:
-    return ImageFilter(label=label or None, split=split or None, labeled=labeled, metadata_key=key or None,
+    return ImageFilter(label=label or None, split=split or None, labeled=labeled, labeler=labeler or None,
+                       metadata_key=key or None,
                        metadata_value=value if key else None, excluded=excluded)
 
 
@@ -56,6 +58,12 @@ def browse_project_images(
 def read_metadata_keys(project: str, workspace: WorkspaceParameter) -> dict[str, list[str]]:
     """Return each key with up to 50 of its distinct values, as text, for the browser's metadata filter."""
     return metadata_keys(workspace, project)
+
+
+@router.get("/labelers", summary="Everyone who labeled the project's images")
+def read_labelers(project: str, workspace: WorkspaceParameter) -> list[str]:
+    """Return the names sorted; `import` is the labeler of labels that came with an import."""
+    return list_labelers(workspace, project)
 
 
 @router.post("/images/bulk", summary="Change many images at once")

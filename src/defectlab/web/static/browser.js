@@ -7,7 +7,7 @@ import {
   api, drawHeader, h, pageParts, projectPath, requireName, showError, showMessage, stateWords, thumbnailUrl,
 } from "./common.js";
 
-const FILTERS = ["label", "split", "labeled", "key", "value", "excluded", "sort", "page", "page_size"];
+const FILTERS = ["label", "split", "labeled", "labeler", "key", "value", "excluded", "sort", "page", "page_size"];
 const SORTS = [["path", "Path A–Z"], ["-path", "Path Z–A"], ["id", "Oldest import first"], ["-id", "Newest import first"],
   ["label", "Label"], ["-label", "Label, reversed"], ["split", "Split"]];
 
@@ -15,6 +15,7 @@ const { project } = pageParts();
 const selected = new Set();
 let projectInfo = null;
 let metadata = {};
+let labelers = [];
 let lastPage = null;
 
 function readFilters() {
@@ -49,6 +50,8 @@ function filterBar(filters) {
     h("label", {}, "Class ", select("label", filters.label, [["", "any"], ...classes], change("label"))),
     h("label", {}, "Labeled ", select("labeled", filters.labeled,
       [["", "any"], ["true", "labeled"], ["false", "not labeled"]], change("labeled"))),
+    labelers.length ? h("label", {}, "Labeler ", select("labeler", filters.labeler,
+      [["", "anyone"], ...labelers.map((name) => [name, name])], change("labeler"))) : null,
     h("label", {}, "Split ", select("split", filters.split,
       [["", "any"], ["train", "train"], ["dev", "dev"], ["test", "test"], ["none", "none yet"]], change("split"))),
     keys.length ? h("label", {}, "Metadata ", select("key", filters.key, [["", "any key"], ...keys.map((k) => [k, k])], change("key"))) : null,
@@ -157,8 +160,9 @@ async function drawPage() {
 
 async function start() {
   drawHeader(project, "browser");
-  [projectInfo, metadata] = await Promise.all([
-    api("GET", projectPath(project)), api("GET", projectPath(project, "metadata"))]);
+  [projectInfo, metadata, labelers] = await Promise.all([
+    api("GET", projectPath(project)), api("GET", projectPath(project, "metadata")),
+    api("GET", projectPath(project, "labelers"))]);
   await drawPage();
 }
 

@@ -171,7 +171,8 @@ function maskCrop(region) {
   ctx.drawImage(region.canvas, b.x0 - region.offset.x, b.y0 - region.offset.y, width, height, 0, 0, width, height);
   const alpha = ctx.getImageData(0, 0, width, height).data;
   let any = false;
-  for (let i = 3; i < alpha.length && !any; i += 4) any = alpha[i] > 0;
+  // The server counts a pixel from half opacity, as the soft edges of strokes are partly transparent.
+  for (let i = 3; i < alpha.length && !any; i += 4) any = alpha[i] >= 128;
   if (!any) return null;
   return { x: b.x0, y: b.y0, png: crop.toDataURL("image/png") };
 }
@@ -501,7 +502,8 @@ function chooseTool(name) {
 }
 
 function onKey(event) {
-  if (event.target.matches("input, textarea, select")) return;
+  // Typing in a field is not a shortcut; a slider keeps them, so the brush size can be set between strokes.
+  if (event.target.matches("input:not([type=range]), textarea, select")) return;
   const key = event.key.toLowerCase();
   const control = event.ctrlKey || event.metaKey;
   if (control && key === "z") { event.preventDefault(); event.shiftKey ? redo() : undo(); return; }
