@@ -151,3 +151,31 @@ def test_to_class_map_rejects_minimum_outside_open_interval(minimum):
 def test_to_class_map_rejects_two_dimensional_input():
     with pytest.raises(InvalidInputError, match=r"expected \(C, H, W\)"):
         to_class_map(PROBABILITIES[0])
+
+
+def test_to_class_map_one_class_per_region():
+    # Two regions: the left one splits between scratch and spot, the right one is a lone spot pixel.
+    probabilities = np.zeros((3, 2, 5), dtype=np.float32)
+    probabilities[0] = 1.0
+    probabilities[:, 0, 0] = [0.1, 0.6, 0.3]
+    probabilities[:, 0, 1] = [0.1, 0.5, 0.4]
+    probabilities[:, 1, 1] = [0.2, 0.3, 0.5]
+    probabilities[:, 1, 4] = [0.3, 0.2, 0.5]
+
+    plain = to_class_map(probabilities)
+    voted = to_class_map(probabilities, one_class_per_region=True)
+
+    assert plain.tolist() == [[1, 1, 0, 0, 0], [0, 2, 0, 0, 2]]
+    # Left region: scratch 0.6 + 0.5 + 0.3 = 1.4 against spot 0.3 + 0.4 + 0.5 = 1.2.
+    assert voted.tolist() == [[1, 1, 0, 0, 0], [0, 1, 0, 0, 2]]
+
+
+def test_to_class_map_regions_join_diagonally():
+    probabilities = np.zeros((3, 2, 2), dtype=np.float32)
+    probabilities[0] = 1.0
+    probabilities[:, 0, 0] = [0.0, 0.9, 0.1]
+    probabilities[:, 1, 1] = [0.0, 0.4, 0.6]
+
+    voted = to_class_map(probabilities, one_class_per_region=True)
+
+    assert voted.tolist() == [[1, 0], [0, 1]]

@@ -182,7 +182,8 @@ def evaluate_masks(truths: Iterable[np.ndarray], predictions: Iterable[np.ndarra
     return MaskEvaluation(list(class_names), images, confusion, iou, dice_per_class(confusion), mean_defect_iou(iou))
 
 
-def to_class_map(probabilities: np.ndarray, *, min_defect_probability: float | None = None) -> np.ndarray:
+def to_class_map(probabilities: np.ndarray, *, min_defect_probability: float | None = None,
+                 one_class_per_region: bool = False) -> np.ndarray:
     """Turn class probabilities ``(C, H, W)`` into a class-index mask ``(H, W)`` uint8.
 
     Args:
@@ -192,6 +193,10 @@ def to_class_map(probabilities: np.ndarray, *, min_defect_probability: float | N
             ``1 - p(ok)`` reaches it, and gives it the most probable defect class;
             other pixels are ``ok``. A value below 0.5 finds more defect pixels
             (fewer escapes, more overkill) than the plain rule.
+        one_class_per_region: Give every connected region of defect pixels
+            (8-connected) the one defect class with the largest summed probability
+            over the region, because one defect is of one class. Without it,
+            neighbouring pixels of one defect can split between two similar classes.
 
     Raises:
         InvalidInputError: ``probabilities`` is not 3-dimensional, or the minimum
@@ -200,12 +205,30 @@ def to_class_map(probabilities: np.ndarray, *, min_defect_probability: float | N
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 3 or probabilities.shape[0] < 1:
         raise InvalidInputError(f"probabilities of shape {probabilities.shape} are invalid; expected (C, H, W)")
-    if min_defect_probability is None or probabilities.shape[0] == 1:
-        return probabilities.argmax(axis=0).astype(np.uint8)
-    if not 0.0 < min_defect_probability < 1.0:
+    if min_defect_probability is not None and not 0.0 < min_defect_probability < 1.0:
         raise InvalidInputError(f"minimum defect probability {min_defect_probability} is invalid; "
                                 "use a value between 0 and 1, or None for the most probable class")
 
-    defect_class = probabilities[1:].argmax(axis=0).astype(np.uint8) + 1
-    is_defect = 1.0 - probabilities[OK_INDEX] >= min_defect_probability
-    return np.where(is_defect, defect_class, OK_INDEX).astype(np.uint8)
+    if min_defect_probability is None or probabilities.shape[0] == 1:
+        class_map = probabilities.argmax(axis=0).astype(np.uint8)
+    else:
+        defect_class = probabilities[1:].argmax(axis=0).astype(np.uint8) + 1
+        is_defect = 1.0 - probabilities[OK_INDEX] >= min_defect_probability
+        class_map = np.where(is_defect, defect_class, OK_INDEX).astype(np.uint8)
+    if one_class_per_region and probabilities.shape[0] > 2:
+        _vote_per_region(class_map, probabilities)
+    return class_map
+
+
+def _vote_per_region(class_map: np.ndarray, probabilities: np.ndarray) -> None:
+    """Give each 8-connected defect region of ``class_map`` its most probable defect class, in place."""
+    from scipy import ndimage
+
+    regions, count = ndimage.label(class_map != OK_INDEX, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return
+    index = np.arange(1, count + 1)
+    mass = np.stack([ndimage.sum_labels(plane, regions, index) for plane in probabilities[1:]])
+    winners = np.concatenate([[OK_INDEX], mass.argmax(axis=0) + 1]).astype(np.uint8)
+    inside = regions > 0
+    class_map[inside] = winners[regions[inside]]
