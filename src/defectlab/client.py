@@ -172,6 +172,18 @@ class Client:
         """Start a data check of the project as a job and return the job; ``wait`` for its report."""
         return self._call("POST", "projects", project, "checks", body={"labels": labels})
 
+    def start_training(self, project: str, *, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start training a model of the project as a job and return the job; ``wait`` for the model.
+
+        Args:
+            settings: Settings to use in place of the auto-tuner's, such as ``{"epochs": 20}``.
+        """
+        return self._call("POST", "projects", project, "training", body={"settings": settings})
+
+    def models(self, project: str) -> list[dict[str, Any]]:
+        """Return the project's models, oldest first."""
+        return self._call("GET", "projects", project, "models")
+
     def job(self, job_id: int) -> dict[str, Any]:
         return self._call("GET", "jobs", job_id)
 

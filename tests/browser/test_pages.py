@@ -257,3 +257,26 @@ def test_polygon_and_brush_mask(page, server, shoot, tmp_path) -> None:
     # The stroke ran from x 47 to 73 and the eraser took away the part right of about x 67.
     assert 18 <= crop["width"] <= 22
     assert 5 <= crop["height"] <= 7
+
+
+def test_train_and_watch_progress(page, server, shoot, tmp_path) -> None:
+    folder = tmp_path / "tiles" / "good"
+    folder.mkdir(parents=True)
+    generator = np.random.default_rng(1)
+    for number in range(10):
+        Image.fromarray(generator.integers(100, 140, (32, 32), dtype=np.uint8)).save(folder / f"{number}.png")
+    server.workspace.create_project("tiles", "anomaly")
+    import_path(server.workspace, "tiles", folder.parent)
+
+    page.goto("/projects/tiles/train")
+    expect(page.get_by_text("No model yet.")).to_be_visible()
+    page.click("#train")
+    expect(page.locator(".job").first).to_be_visible()
+    shoot(page, "1-running")
+    expect(page.locator(".job.succeeded")).to_be_visible(timeout=180_000)
+    expect(page.locator("#models tbody tr")).to_have_count(1)
+    expect(page.locator(".job.succeeded")).to_contain_text("trained in")
+    shoot(page, "2-done")
+
+    page.reload()
+    expect(page.locator(".job.succeeded")).to_have_count(1)

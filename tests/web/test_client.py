@@ -87,6 +87,15 @@ def test_client_drives_real_server(server, parts, tmp_path: Path) -> None:
     assert finished["status"] == "succeeded"
     assert finished["result"]["images"] == 12
     assert [row["id"] for row in client.jobs("parts")] == [job["id"]]
+    assert client.models("parts") == []
+
+
+def test_pages_served_without_key(server) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server}/projects/parts", timeout=30) as response:
+        assert response.status == 200
+        assert b'<script type="module" src="/static/browser.js">' in response.read()
 
 
 def test_connection_refused_names_address() -> None:

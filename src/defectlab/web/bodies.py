@@ -32,6 +32,7 @@ __all__ = [
     "SettleAgreed",
     "Settlement",
     "TaskAnnotation",
+    "TrainRequest",
 ]
 
 Person = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -181,3 +182,9 @@ class BulkChange(Body):
                         description="Set the split, set the image-level class, exclude from or include in training.")
     value: str | None = Field(None, description="The split (`train`, `dev`, `test`, or null for none) or the class.")
     labeler: Person
+
+
+class TrainRequest(Body):
+    settings: dict[str, float | int | str] | None = Field(
+        None, description="Settings to use in place of the auto-tuner's, such as `{\"epochs\": 20}`; each is "
+                          "checked against its safe range when the job starts, and a failed check fails the job.")

@@ -4,7 +4,9 @@ A job starts ``running`` and ends ``succeeded`` or ``failed``. Its ``message``
 column contains a JSON object. It starts with ``project`` and ``options``, the
 request. It gets ``pid`` and ``host`` once the worker process has started. At
 the end it gets either ``result_sha256`` (the result JSON in the blob store) or
-``error`` (the message of what went wrong).
+``error`` (the message of what went wrong). While it runs, a job that reports
+its progress keeps the newest report in ``progress``: ``done``, ``total``,
+``message`` and ``seconds`` since the work began.
 
 A worker that is killed cannot record its end. So every read of a running job
 checks that its worker process is still alive, and marks the job failed when
@@ -24,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -46,13 +49,26 @@ STARTUP_GRACE_S = 120.0
 _MAX_ERROR_CHARS = 2000  # the message column takes 4000 characters, and the rest of the JSON needs room
 
 
-def _run_check(workspace: Workspace, project_name: str, *, labels: bool = True) -> dict[str, Any]:
+PROGRESS_INTERVAL_S = 1.0
+"""Shortest time between two progress records of a job; training reports far more often than a page polls."""
+
+Progress = Callable[[int, int, str], None]
+
+
+def _run_check(workspace: Workspace, project_name: str, *, progress: Progress, labels: bool = True) -> dict[str, Any]:
     from defectlab.quality.check import check_project
 
     return check_project(workspace, project_name, labels=labels)
 
 
-_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"check": _run_check}
+def _run_training(workspace: Workspace, project_name: str, *, progress: Progress,
+                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    from defectlab.training.run import train_project
+
+    return train_project(workspace, project_name, overrides=settings or None, progress=progress).to_dict()
+
+
+_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"check": _run_check, "train": _run_training}
 JOB_KINDS = tuple(_RUNNERS)
 
 
@@ -104,7 +120,7 @@ def describe_job(workspace: Workspace, job_id: int, *, with_result: bool = True)
     described = {"id": job.id, "kind": job.kind, "project": state.get("project"), "status": job.status,
                  "options": state.get("options", {}), "pid": state.get("pid"),
                  "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
-                 "error": state.get("error")}
+                 "progress": state.get("progress"), "error": state.get("error")}
     if with_result and job.status == SUCCEEDED:
         described["result"] = json.loads(workspace.blobs.get(state["result_sha256"]))
     return described
@@ -140,7 +156,8 @@ def run_job(workspace: Workspace, job_id: int) -> bool:
         return False
 
     try:
-        result = _RUNNERS[job.kind](workspace, state["project"], **state.get("options", {}))
+        progress = _progress_recorder(workspace, job_id, state)
+        result = _RUNNERS[job.kind](workspace, state["project"], progress=progress, **state.get("options", {}))
     except DefectlabError as error:
         logger.error("job %d (%s) failed: %s", job_id, job.kind, error)
         _end_running(workspace, job_id, FAILED, error=str(error))
@@ -156,6 +173,27 @@ def run_job(workspace: Workspace, job_id: int) -> bool:
         return False
     logger.info("job %d (%s) succeeded", job_id, job.kind)
     return True
+
+
+def _progress_recorder(workspace: Workspace, job_id: int, state: dict[str, Any]) -> Progress:
+    """Return a ``progress(done, total, message)`` callback that records the newest report in the job's row.
+
+    Reports come faster than anyone reads them, so one is written at most every
+    ``PROGRESS_INTERVAL_S`` seconds, except the last one (``done == total``).
+    """
+    started = time.monotonic()
+    written = [-PROGRESS_INTERVAL_S]
+
+    def record(done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if now - written[0] < PROGRESS_INTERVAL_S and done < total:
+            return
+        written[0] = now
+        state["progress"] = {"done": int(done), "total": int(total), "message": str(message)[:500],
+                             "seconds": round(now - started, 1)}
+        _update_running(workspace, job_id, message=json.dumps(state, ensure_ascii=False))
+
+    return record
 
 
 def _reap(workspace: Workspace, job_id: int, process: subprocess.Popen) -> None:

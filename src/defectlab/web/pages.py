@@ -42,6 +42,11 @@ def labeling_page(project: str, image_id: int) -> FileResponse:
     return _page("label.html")
 
 
+@router.get("/projects/{project}/train")
+def training_page(project: str) -> FileResponse:
+    return _page("train.html")
+
+
 @router.get("/projects/{project}/book")
 def book_page(project: str) -> FileResponse:
     return _page("book.html")

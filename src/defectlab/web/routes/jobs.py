@@ -1,4 +1,4 @@
-"""Routes for jobs: the data check runs in a worker process, and its report is read when the job is done."""
+"""Routes for jobs: the data check and training run in a worker process, and the result is read when the job is done."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from defectlab.web.bodies import CheckRequest
+from defectlab.data.summary import summarize_models
+from defectlab.web.bodies import CheckRequest, TrainRequest
 from defectlab.web.jobs import describe_job, list_jobs, start_job
 from defectlab.web.routes import WorkspaceParameter, error_responses
 
@@ -23,6 +24,22 @@ def start_check(project: str, workspace: WorkspaceParameter, body: CheckRequest 
     return start_job(workspace, "check", project, options)
 
 
+@router.post("/projects/{project}/training", status_code=202, summary="Start training a model of a project as a job")
+def start_training(project: str, workspace: WorkspaceParameter, body: TrainRequest | None = None) -> dict[str, Any]:
+    """Train on the project's labeled images with the auto-tuner's settings (or `settings` in their place). The
+    job's `progress` shows how far it is; once it succeeded, its `result` has `model_id`, `threshold`,
+    `counts`, `seconds` and the `settings` used."""
+    options = (body or TrainRequest()).model_dump(exclude_none=True)
+    return start_job(workspace, "train", project, options)
+
+
+@router.get("/projects/{project}/models", summary="List a project's models, oldest first")
+def list_models(project: str, workspace: WorkspaceParameter) -> list[dict[str, Any]]:
+    """Return each model's `id`, `task`, `created_at`, `snapshot_id`, `threshold`, `class_names` and
+    `evaluations`."""
+    return summarize_models(workspace, project)
+
+
 @router.get("/jobs", summary="List jobs, newest first")
 def list_all_jobs(
     workspace: WorkspaceParameter,
@@ -34,7 +51,8 @@ def list_all_jobs(
 
 @router.get("/jobs/{job_id}", summary="A job's status and, once it succeeded, its result")
 def read_job(job_id: int, workspace: WorkspaceParameter) -> dict[str, Any]:
-    """Return the job, whose `status` is `running`, `succeeded` or `failed`. A failed job has `error`; a succeeded one has `result`
+    """Return the job, whose `status` is `running`, `succeeded` or `failed`. A running job may have `progress`
+    (`done`, `total`, `message`, `seconds`). A failed job has `error`; a succeeded one has `result`
     (for a check, the report: `counts`, `issues` worst first within each kind, and `notes`). A job whose worker
     process was killed reads as failed."""
     return describe_job(workspace, job_id)

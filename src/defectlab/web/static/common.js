@@ -88,6 +88,7 @@ export function drawHeader(project, current) {
     links.push(h("span", { className: "project-name" }, project));
     links.push(h("a", { href: base, className: current === "browser" ? "current" : "" }, "Images"));
     links.push(h("a", { href: `${base}/book`, className: current === "book" ? "current" : "" }, "Defect book"));
+    links.push(h("a", { href: `${base}/train`, className: current === "train" ? "current" : "" }, "Training"));
   }
   const name = h("input", {
     id: "your-name", value: labelerName(), placeholder: "Your name", size: 14, "aria-label": "Your name",

@@ -1,0 +1,85 @@
+// The training page: one button that trains with the auto-tuner's settings, live progress, and the models.
+//
+// Training runs as a job in a worker process, so the page only reads the job: a reload, or another
+// person's browser, shows the same progress.
+
+import { api, drawHeader, h, pageParts, projectPath, showError, showMessage } from "./common.js";
+
+const POLL_MS = 1000;
+const { project } = pageParts();
+let polling = null;
+
+function progressBar(job) {
+  const progress = job.progress;
+  if (!progress) return h("p", { className: "muted" }, "Starting…");
+  return h("div", { className: "progress" },
+    h("progress", { value: progress.done, max: Math.max(1, progress.total) }),
+    h("span", {}, ` ${progress.message} · ${progress.done} of ${progress.total} · ${Math.round(progress.seconds)} s`));
+}
+
+function settingsList(settings) {
+  return h("dl", {}, ...Object.entries(settings || {}).flatMap(([key, value]) => [
+    h("dt", {}, key.replaceAll("_", " ")),
+    h("dd", {}, typeof value === "object" ? JSON.stringify(value) : String(value))]));
+}
+
+function countsTable(counts) {
+  const splits = Object.keys(counts || {});
+  const classes = [...new Set(splits.flatMap((split) => Object.keys(counts[split])))];
+  return h("table", { className: "list" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Class"), ...splits.map((split) => h("th", {}, split)))),
+    h("tbody", {}, ...classes.map((name) => h("tr", {}, h("td", {}, name),
+      ...splits.map((split) => h("td", { className: "number" }, counts[split][name] ?? 0))))));
+}
+
+async function jobCard(job) {
+  const heading = h("h3", {}, `Training job ${job.id} · ${job.status}`,
+    h("small", { className: "muted" }, ` · started ${job.started_at.replace("T", " ").slice(0, 19)} UTC`));
+  if (job.status === "running") return h("div", { className: "card job running", dataset: { id: job.id } }, heading, progressBar(job));
+  if (job.status === "failed") {
+    return h("div", { className: "card job failed", dataset: { id: job.id } }, heading, h("p", { className: "error" }, job.error));
+  }
+  const full = await api("GET", `/jobs/${job.id}`);
+  const result = full.result;
+  return h("div", { className: "card job succeeded", dataset: { id: job.id } }, heading,
+    h("p", {}, `Model ${result.model_id} trained in ${Math.round(result.seconds)} s; threshold ${Number(result.threshold).toFixed(3)}.`),
+    h("h4", {}, "Images per split"), countsTable(result.counts),
+    h("details", {}, h("summary", {}, "Settings the auto-tuner chose"), settingsList(result.settings)));
+}
+
+async function draw() {
+  const [jobs, models] = await Promise.all([
+    api("GET", `/jobs?project=${encodeURIComponent(project)}`), api("GET", projectPath(project, "models"))]);
+  const training = jobs.filter((job) => job.kind === "train");
+  const running = training.some((job) => job.status === "running");
+  const cards = await Promise.all(training.map(jobCard));
+  document.querySelector("#app").replaceChildren(
+    h("h1", {}, `Training of ${project}`),
+    h("section", { className: "card" },
+      h("p", {}, "Trains on the labeled images with settings chosen from the data; images are split into "
+        + "train, dev and test on their own when they have no split. It runs on this computer and may take minutes."),
+      h("button", { type: "button", id: "train", className: "primary", disabled: running, onclick: startTraining },
+        running ? "Training…" : "Train a model")),
+    h("section", { id: "jobs" }, ...cards),
+    h("section", { className: "card" }, h("h2", {}, "Models"),
+      models.length ? h("table", { className: "list", id: "models" },
+        h("thead", {}, h("tr", {}, ...["Model", "Created (UTC)", "Threshold", "Classes"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, ...models.map((model) => h("tr", {}, h("td", {}, model.id), h("td", {}, model.created_at.replace("T", " ")),
+          h("td", {}, model.threshold === null ? "—" : Number(model.threshold).toFixed(3)), h("td", {}, (model.class_names || []).join(", "))))))
+        : h("p", { className: "muted" }, "No model yet.")));
+  clearTimeout(polling);
+  if (running) polling = setTimeout(() => draw().catch(showError), POLL_MS);
+}
+
+async function startTraining() {
+  try {
+    const job = await api("POST", projectPath(project, "training"), {});
+    showMessage(`Training job ${job.id} started.`);
+    await draw();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+drawHeader(project, "train");
+draw().catch(showError);
