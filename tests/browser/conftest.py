@@ -30,9 +30,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Yield headless Chromium driven by Playwright."""
+    """Yield headless Chromium driven by Playwright, closed after the module so it idles through no other tests."""
     if not CHROMIUM.exists():
         _unavailable(f"Chromium is not installed at {CHROMIUM} (install it with 'apt-get install chromium')")
     try:

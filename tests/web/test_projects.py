@@ -137,6 +137,18 @@ def test_api_key_required_except_for_health(workspace, parts) -> None:
         "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The key the server was started with."}
 
 
+def test_key_cookie_reads_but_never_writes(workspace, parts) -> None:
+    image_id = parts["ok/0.png"]
+    with TestClient(create_app(workspace, api_key="s3cret")) as keyed:
+        keyed.cookies.set("defectlab_api_key", "s3cret")
+        assert keyed.get(f"/api/projects/parts/images/{image_id}/thumbnail").status_code == 200
+        change = keyed.put(f"/api/projects/parts/images/{image_id}/class", json={"class": "dent", "labeler": "ana"})
+        assert change.status_code == 401
+        keyed.cookies.set("defectlab_api_key", "wrong")
+        assert keyed.get("/api/projects").status_code == 401
+        assert keyed.get("/projects/parts").status_code == 200
+
+
 def test_openapi_lists_routes_and_serves_no_docs_page(api) -> None:
     schema = api.get("/api/openapi.json").json()
     operations = {(method.upper(), path) for path, item in schema["paths"].items() for method in item}

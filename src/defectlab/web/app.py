@@ -12,6 +12,7 @@ reach.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from defectlab import __version__
 from defectlab.deployment.server import _BodyLimit, _key_check
 from defectlab.errors import DefectlabError
 from defectlab.web import pages
-from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, tasks
+from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, proposals, tasks
 from defectlab.workspace import Workspace
 
 __all__ = ["API_PREFIX", "MAX_REQUEST_BYTES", "create_app"]
@@ -39,8 +40,8 @@ MAX_REQUEST_BYTES = 16 << 20
 """Largest request body in bytes; bodies are JSON, and even labels with many long polygons stay far below it."""
 
 # The browser's routes come before the images routes, whose '/images/{image_id}' would otherwise take 'bulk'.
-_ROUTERS = (projects.router, browse.router, images.router, labels.router, pictures.router, tasks.router, book.router,
-            jobs.router)
+_ROUTERS = (projects.router, browse.router, images.router, labels.router, pictures.router, tasks.router,
+            proposals.router, book.router, jobs.router)
 
 
 def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
@@ -68,12 +69,25 @@ def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
     return app
 
 
+KEY_COOKIE = "defectlab_api_key"
+"""Cookie in which the pages keep the API key, because an ``<img>`` that shows a thumbnail or tile cannot send
+a header."""
+
+
 def _authorization(api_key: str) -> Callable[..., None]:
-    """Return a dependency that checks the key the way the inference server does, declared for OpenAPI."""
+    """Return a dependency that checks the key the way the inference server does, declared for OpenAPI.
+
+    A GET or HEAD request may carry the key in the ``KEY_COOKIE`` cookie instead. Requests that change
+    something must send the header, which another site's page cannot add, so the cookie gives no way
+    to forge a change from another site.
+    """
     check = _key_check(api_key)
     scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key the server was started with.")
 
     def authorize(request: Request, _sent: str | None = Security(scheme)) -> None:
+        cookie = request.cookies.get(KEY_COOKIE, "")
+        if request.method in ("GET", "HEAD") and cookie and hmac.compare_digest(cookie.encode(), api_key.encode()):
+            return
         check(request)
 
     return authorize

@@ -33,6 +33,8 @@ function askApiKey() {
   const key = window.prompt("This server needs its API key. Enter the key it was started with:");
   if (!key) return false;
   sessionStorage.setItem(API_KEY, key.trim());
+  // Thumbnails and tiles are <img> requests, which cannot send a header; the server reads this cookie on GET only.
+  document.cookie = `defectlab_api_key=${encodeURIComponent(key.trim())}; path=/; SameSite=Strict`;
   return true;
 }
 
