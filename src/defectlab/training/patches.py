@@ -50,7 +50,8 @@ from defectlab.runtime.engine import defect_scores
 from defectlab.training.autotune import TrainingPlan
 from defectlab.training.classifier import choose_defect_threshold
 
-__all__ = ["FEATURE_BLOCKS", "PatchClassifier", "train_patch_classifier"]
+__all__ = ["FEATURE_BLOCKS", "PatchClassifier", "extract_patch_features", "fit_patch_head", "patch_probabilities",
+           "train_patch_classifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -301,21 +302,42 @@ def out_of_fold_probabilities(images: Sequence[np.ndarray], labels: Sequence[int
                             f"the smallest class has {int(counts.min())}")
     prep = fit_preprocessing((images[i] for i in range(len(images))), input_size, seed=seed)
     cache = _cache(load_efficientnet_lite0(), images, prep, _COPIES, lambda done: None)
-    names = list(class_names)
-    ok_index = names.index(OK_CLASS) if OK_CLASS in names else None
-    probabilities = np.zeros((len(given), len(names)), dtype=np.float32)
+    probabilities = np.zeros((len(given), len(class_names)), dtype=np.float32)
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for train, held in splitter.split(np.zeros(len(given)), given):
-        torch.manual_seed(seed)
-        head = _PatchHead(_channels(), len(names), ok_index)
-        head.mean.copy_(cache[0][train].float().mean(dim=(0, 2, 3), keepdim=True))
-        head.std.copy_(cache[0][train].float().std(dim=(0, 2, 3), keepdim=True) + 1e-3)
-        held_cache = [copy[held] for copy in cache]
-        _train(head, [copy[train] for copy in cache], None, torch.as_tensor(given[train]), held_cache,
-               torch.as_tensor(given[held]), torch.ones(len(names)), np.random.default_rng(seed), epochs,
-               lambda epoch: None)
-        probabilities[held] = _probabilities(head, held_cache)
+        head = fit_patch_head([copy[train] for copy in cache], given[train], class_names, epochs=epochs, seed=seed)
+        probabilities[held] = patch_probabilities(head, [copy[held] for copy in cache])
     return probabilities
+
+
+def fit_patch_head(copies: Sequence[torch.Tensor], labels: Sequence[int], class_names: Sequence[str], *,
+                   epochs: int, seed: int = 0, weights: Sequence[float] | None = None) -> nn.Module:
+    """Train a patch head on cached patch features and keep the final epoch.
+
+    Args:
+        copies: Per flipped copy, float16 features ``(N, 344, h, w)`` from
+            ``extract_patch_features``; each step samples one copy per image.
+        labels: Class index per image.
+        class_names: Class per index; ``ok`` is the no-defect class.
+        epochs: Passes over the images.
+        seed: Seed of the initial weights and the sampling.
+        weights: Loss weight per class; equal when None.
+    """
+    torch.manual_seed(seed)
+    names = list(class_names)
+    given = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    head = _PatchHead(_channels(), len(names), names.index(OK_CLASS) if OK_CLASS in names else None)
+    head.mean.copy_(copies[0].float().mean(dim=(0, 2, 3), keepdim=True))
+    head.std.copy_(copies[0].float().std(dim=(0, 2, 3), keepdim=True) + 1e-3)
+    class_weights = torch.ones(len(names)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+    _train(head, list(copies), None, given, [], given[:0], class_weights, np.random.default_rng(seed), epochs,
+           lambda epoch: None)
+    return head
+
+
+def patch_probabilities(head: nn.Module, copies: Sequence[torch.Tensor]) -> np.ndarray:
+    """Return class probabilities ``(N, C)``: the mean over ``copies`` (cached features of the same images)."""
+    return _probabilities(head, copies)
 
 
 def _cache(backbone: EfficientNetLite0, images: Sequence[np.ndarray], prep: Preprocessing, copies: Sequence[str],
@@ -360,6 +382,10 @@ def _train(head: _PatchHead, cache: list[torch.Tensor], targets: torch.Tensor | 
         head.train()
         train_loss = _epoch(head, optimizer, schedule, cache, targets, labels, weights, rng, batch_size)
         head.eval()
+        if not dev_cache:
+            history.append({"epoch": epoch + 1, "train_loss": train_loss})
+            report(epoch + 1)
+            continue
         probabilities = _probabilities(head, dev_cache)
         dev_loss = float(F.nll_loss(torch.log(torch.as_tensor(probabilities) + 1e-9), dev_labels, weight=weights))
         accuracy = float(np.mean(probabilities.argmax(1) == dev_labels.numpy()))

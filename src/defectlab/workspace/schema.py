@@ -286,3 +286,31 @@ class BookVersion(Base):
     change: Mapped[str] = mapped_column(String(1000))
     content: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Proposal(Base):
+    """A label that a model proposed for an unlabeled image, kept apart from labels until a person reviews it.
+
+    ``source`` names what proposed it: ``features`` (the pretrained features and
+    the labels of that moment) or ``model N``. ``label`` is the proposed
+    image-level class and ``regions`` the proposed boxes (``class``, ``box``,
+    ``score``), if any. ``status`` is ``open`` until reviewed, then ``accepted``,
+    ``corrected`` or ``rejected``. A ``blind`` proposal is a check: the reviewer
+    labels the image without seeing it, and ``answer`` records that label.
+    """
+
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String(200))
+    regions: Mapped[list[Any] | None] = mapped_column(JSON)
+    confidence: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    blind: Mapped[bool] = mapped_column(Boolean, default=False)
+    reviewer: Mapped[str | None] = mapped_column(String(100))
+    answer: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,193 @@
+"""Few-shot proposals: labels for unlabeled images from a handful of labeled ones, in seconds.
+
+The frozen EfficientNet-Lite0 turns every image into patch features once
+(``extract_patch_features``, an image and its mirror image); they are kept in
+the workspace's feature cache, so the next round of proposals only extracts
+the images that are new. Then:
+
+* with labeled images of two classes or more, a patch head
+  (``fit_patch_head``, the classifier's head without its fine-tuning) trains on
+  the labeled images in a few seconds and gives every unlabeled image its most
+  probable class; the confidence is that class's probability;
+* with labeled good images only (an anomaly project's start), each patch is
+  compared with the good images' patches: an image whose least familiar patch
+  lies farther from every good patch than any good image's own (left out of the
+  comparison) is proposed as defective.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from defectlab.errors import InvalidInputError
+from defectlab.formats.records import OK_CLASS
+from defectlab.images.prepare import Preprocessing, fit_preprocessing
+from defectlab.models.efficientnet import load_efficientnet_lite0
+from defectlab.models.preprocess import to_batch
+from defectlab.training.patches import extract_patch_features, fit_patch_head, patch_probabilities, transform_copy
+
+__all__ = ["COPIES", "EPOCHS", "FeatureCache", "Guess", "guess_by_distance", "guess_classes", "patch_features"]
+
+logger = logging.getLogger(__name__)
+
+COPIES = ("identity", "horizontal_flip")
+"""Copies of each image whose features are kept: training samples one per step, proposals average both."""
+
+EPOCHS = 40
+"""Passes of the patch head over the labeled images; a few seconds for a few hundred images."""
+
+_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A proposed image-level class and how sure the proposal is, in 0..1."""
+
+    label: str
+    confidence: float
+
+
+class FeatureCache:
+    """Patch features on disk, one file per image content and preprocessing, so proposals reuse them.
+
+    Args:
+        folder: Where the files go; created when first needed.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, sha256: str, preprocessing: Preprocessing) -> Path:
+        settings = json.dumps(preprocessing.to_dict(), sort_keys=True).encode("utf-8")
+        return self.folder / f"{sha256}-{hashlib.sha256(settings).hexdigest()[:16]}.pt"
+
+    def get(self, sha256: str, preprocessing: Preprocessing) -> torch.Tensor | None:
+        path = self.path(sha256, preprocessing)
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, weights_only=True)
+        except (OSError, RuntimeError, EOFError) as error:
+            logger.warning("feature cache file %s is unreadable (%s); extracting again", path, error)
+            return None
+
+    def put(self, sha256: str, preprocessing: Preprocessing, features: torch.Tensor) -> None:
+        path = self.path(sha256, preprocessing)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        torch.save(features.clone(), partial)
+        partial.replace(path)
+
+
+def patch_features(images: Sequence[np.ndarray], digests: Sequence[str], preprocessing: Preprocessing,
+                   cache: FeatureCache | None = None,
+                   report: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
+    """Return per copy in ``COPIES`` float16 features ``(N, 344, h, w)``, from the cache where it has them.
+
+    Args:
+        images: Decoded pixels; only those missing from the cache are read.
+        digests: Content hash per image, the cache key.
+        report: Called as ``report(done, total)`` while features are extracted.
+    """
+    found = [cache.get(digest, preprocessing) if cache else None for digest in digests]
+    missing = [index for index, features in enumerate(found) if features is None]
+    if missing:
+        logger.info("extracting patch features of %d of %d images", len(missing), len(digests))
+        backbone = load_efficientnet_lite0()
+        for start in range(0, len(missing), _BATCH):
+            chunk = missing[start:start + _BATCH]
+            batch = to_batch([images[index] for index in chunk], preprocessing)
+            copies = torch.stack([extract_patch_features(backbone, transform_copy(batch, name)) for name in COPIES],
+                                 dim=1)
+            for index, features in zip(chunk, copies):
+                found[index] = features
+                if cache:
+                    cache.put(digests[index], preprocessing, features)
+            if report:
+                report(min(start + _BATCH, len(missing)), len(missing))
+    if not found:
+        return [torch.zeros((0, 0, 0, 0), dtype=torch.float16) for _ in COPIES]
+    stacked = torch.stack(found)
+    return [stacked[:, copy] for copy in range(len(COPIES))]
+
+
+def fit_window(images: Sequence[np.ndarray], input_size: tuple[int, int]) -> Preprocessing:
+    """Fit the intensity window on all the project's images, labeled or not, so the cache stays valid."""
+    return fit_preprocessing((images[index] for index in range(len(images))), input_size, seed=0)
+
+
+def guess_classes(labeled: Sequence[torch.Tensor], labels: Sequence[str], unlabeled: Sequence[torch.Tensor],
+                  class_names: Sequence[str], *, seed: int = 0) -> list[Guess]:
+    """Propose a class for each unlabeled image with a patch head trained on the labeled ones.
+
+    Args:
+        labeled: Per copy, features of the labeled images (``patch_features``).
+        labels: Class name per labeled image; at least two distinct classes.
+        unlabeled: Per copy, features of the images to propose for.
+        class_names: The project's classes; classes without a labeled image are never proposed.
+
+    Raises:
+        InvalidInputError: Fewer than two classes have labeled images.
+    """
+    present = [name for name in class_names if name in set(labels)]
+    if len(present) < 2:
+        raise InvalidInputError(f"proposals by class need labeled images of two classes; the labeled images are "
+                                f"all {present or 'of no class'}. Label a few images of another class")
+    index = {name: position for position, name in enumerate(present)}
+    given = np.array([index[label] for label in labels])
+    counts = np.bincount(given, minlength=len(present))
+    weights = len(given) / (len(present) * counts)
+    head = fit_patch_head(labeled, given, present, epochs=EPOCHS, seed=seed, weights=weights.tolist())
+    probabilities = patch_probabilities(head, unlabeled) if len(unlabeled[0]) else np.zeros((0, len(present)))
+    return [Guess(present[int(row.argmax())], float(row.max())) for row in probabilities]
+
+
+def guess_by_distance(good: Sequence[torch.Tensor], unlabeled: Sequence[torch.Tensor],
+                      defect_class: str) -> list[Guess]:
+    """Propose ``ok`` or ``defect_class`` by how far each image's least familiar patch is from the good patches.
+
+    The limit is the largest such distance of a good image measured against the
+    other good images. The confidence grows from 0.5 at the limit to 1 at twice
+    the spread of the good images' distances away from it.
+
+    Raises:
+        InvalidInputError: Fewer than two good images are labeled.
+    """
+    features = good[0]
+    if len(features) < 2:
+        raise InvalidInputError("proposals from good images need at least two labeled good images; label more "
+                                "images 'ok'")
+    memory = _patch_rows(features)
+    owner = torch.arange(len(features)).repeat_interleave(memory.shape[0] // len(features))
+    reference = np.array([_farthest_patch(_patch_rows(features[row:row + 1]), memory[owner != row])
+                          for row in range(len(features))])
+    limit = float(reference.max())
+    spread = max(float(reference.std()), 1e-6)
+    guesses = []
+    for row in range(len(unlabeled[0])):
+        distance = _farthest_patch(_patch_rows(unlabeled[0][row:row + 1]), memory)
+        confidence = 0.5 + 0.5 * min(1.0, abs(distance - limit) / (2 * spread))
+        guesses.append(Guess(defect_class if distance > limit else OK_CLASS, confidence))
+    return guesses
+
+
+def _patch_rows(features: torch.Tensor) -> torch.Tensor:
+    """Return ``(N * h * w, C)`` unit-length patch vectors of features ``(N, C, h, w)``."""
+    rows = features.float().permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    return rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+def _farthest_patch(patches: torch.Tensor, memory: torch.Tensor) -> float:
+    """Return the largest, over ``patches``, of the distance to the nearest row of ``memory``."""
+    nearest = torch.full((len(patches),), float("inf"))
+    for start in range(0, len(memory), 8192):
+        nearest = torch.minimum(nearest, torch.cdist(patches, memory[start:start + 8192]).min(dim=1).values)
+    return float(nearest.max())

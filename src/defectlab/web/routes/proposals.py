@@ -1,0 +1,77 @@
+"""Routes for proposed labels: make them as a job, review them one at a time, and report how they fared.
+
+An open blind proposal is returned without its label, regions and confidence,
+so a page cannot show what the reviewer must not see.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+
+from defectlab.proposals import ACTIONS, SOURCES, list_proposals, next_proposal, proposal_report, review_proposal
+from defectlab.web.bodies import Body, ImageRegion, Person
+from defectlab.web.jobs import start_job
+from defectlab.web.routes import WorkspaceParameter, error_responses
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/projects/{project}/proposals", tags=["proposals"], responses=error_responses(400, 404))
+
+
+class ProposalRequest(Body):
+    source: str = Field("auto", description="Where proposals come from.", json_schema_extra={"enum": list(SOURCES)})
+    model_id: int | None = Field(None, description="The model to propose with; the project's newest when absent.")
+    blind_share: float = Field(0.1, description="Share of proposals kept hidden as blind checks, 0 to 0.5.")
+
+
+class Review(Body):
+    """A person's decision on one proposal."""
+
+    reviewer: Person
+    action: str = Field(description="`accept`, `correct` or `reject`.", json_schema_extra={"enum": list(ACTIONS)})
+    class_name: str | None = Field(None, alias="class", description="The right class, for `correct`.")
+    regions: list[ImageRegion] | None = Field(None, description="The right regions, for `correct`.")
+
+
+@router.post("", status_code=202, summary="Propose labels for the project's unlabeled images, as a job")
+def start_proposals(project: str, workspace: WorkspaceParameter, body: ProposalRequest | None = None) -> dict[str, Any]:
+    """Each unlabeled image gets a proposed label, replacing its open proposal. Follow the job with
+    GET /api/jobs/{job_id}; its `result` has `proposed`, `blind`, `by_class`, `source` and `seconds`."""
+    return start_job(workspace, "propose", project, (body or ProposalRequest()).model_dump())
+
+
+@router.get("", summary="List proposals, least confident first")
+def list_all(
+    project: str,
+    workspace: WorkspaceParameter,
+    status: Annotated[str, Query(description="`open`, `accepted`, `corrected`, `rejected` or `all`.")] = "open",
+) -> list[dict[str, Any]]:
+    """Each proposal has `id`, `image_id`, `path`, `source`, `label`, `regions`, `confidence`, `blind`,
+    `status`, `reviewer`, `answer` and `reviewed_at`."""
+    return list_proposals(workspace, project, status=None if status == "all" else status)
+
+
+@router.get("/next", summary="The open proposal that most needs a look, or null when none is left")
+def read_next(project: str, workspace: WorkspaceParameter) -> dict[str, Any] | None:
+    """The least confident open proposal, with `remaining` (open proposals)."""
+    return next_proposal(workspace, project)
+
+
+@router.get("/report", summary="How often proposals were right, blind-check agreement and reviewing pace")
+def read_report(project: str, workspace: WorkspaceParameter) -> dict[str, Any]:
+    """Counts by status, the share right per proposed class, blind checks and their agreement, reviews an hour
+    per reviewer, and `warnings` when proposals seem accepted without a look."""
+    return proposal_report(workspace, project)
+
+
+@router.post("/{proposal_id}/review", summary="Accept, correct or reject one proposal", responses=error_responses(409))
+def review(project: str, proposal_id: int, body: Review, workspace: WorkspaceParameter) -> dict[str, Any]:
+    """`accept` makes the proposed label the image's label, `correct` stores `class` and `regions` instead (the
+    way to answer a blind check), and `reject` leaves the image unlabeled. A proposal reviewed already, or an
+    image labeled since, is a conflict (409)."""
+    regions = [region.model_dump(by_alias=True, exclude_none=True) for region in body.regions or []] or None
+    return review_proposal(workspace, project, proposal_id, reviewer=body.reviewer, action=body.action,
+                           class_name=body.class_name, regions=regions)

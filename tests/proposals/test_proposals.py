@@ -1,0 +1,321 @@
+"""Proposals: made from a few labels, stored apart, reviewed by a person, never trained on unreviewed."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from defectlab.data.annotations import save_annotations
+from defectlab.data.importer import import_path
+from defectlab.data.labels import list_images, set_image_class
+from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
+from defectlab.proposals import list_proposals, make_proposals, next_proposal, proposal_report, review_proposal
+from defectlab.samples import draw_part
+from defectlab.workspace import Workspace
+from defectlab.workspace.schema import Proposal
+
+CLASSES = ("ok", "scratch", "spot")
+LABELED = 5
+UNLABELED = 8
+
+
+def write_parts(folder: Path, count: int, seed: int) -> None:
+    """Write ``count`` generated parts of each class into one folder per class."""
+    rng = np.random.default_rng(seed)
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for number in range(count):
+            pixels, _ = draw_part(rng, size=96, defect=None if name == "ok" else name)
+            Image.fromarray(pixels).save(folder / name / f"{seed}_{number}.png")
+
+
+def unlabel(workspace: Workspace, prefix: str) -> None:
+    """Remove the label of every image whose file name starts with ``prefix``."""
+    for row in list_images(workspace, "parts"):
+        if Path(row["path"]).name.startswith(prefix):
+            save_annotations(workspace, "parts", row["id"], labeler="test", version=row["version"])
+
+
+@pytest.fixture(scope="module")
+def proposed(tmp_path_factory) -> tuple[Path, dict]:
+    """A workspace with 5 labeled and 8 unlabeled parts per class, proposals made; return it and the summary."""
+    root = tmp_path_factory.mktemp("proposed")
+    write_parts(root / "source", LABELED, seed=1)
+    write_parts(root / "source", UNLABELED, seed=2)
+    workspace = Workspace.open(root / "workspace")
+    workspace.create_project("parts", "classification", ["scratch", "spot"])
+    import_path(workspace, "parts", root / "source")
+    unlabel(workspace, "2_")
+    summary = make_proposals(workspace, "parts", source="features", blind_share=0.25, seed=3)
+    workspace.close()
+    return root / "workspace", summary
+
+
+@pytest.fixture
+def copy(proposed, tmp_path: Path) -> Workspace:
+    """A private copy of the proposed workspace, so each test changes its own."""
+    shutil.copytree(proposed[0], tmp_path / "workspace")
+    opened = Workspace.open(tmp_path / "workspace")
+    yield opened
+    opened.close()
+
+
+def test_every_unlabeled_image_gets_one_proposal(proposed, copy) -> None:
+    summary = proposed[1]
+    unlabeled = list_images(copy, "parts", unlabeled=True)
+
+    assert summary["source"] == "features"
+    assert summary["proposed"] == len(unlabeled) == 3 * UNLABELED
+    rows = list_proposals(copy, "parts")
+    assert sorted(row["image_id"] for row in rows) == sorted(row["id"] for row in unlabeled)
+    assert sum(summary["by_class"].values()) == 3 * UNLABELED
+    assert summary["blind"] == sum(row["blind"] for row in rows)
+
+
+def test_proposals_are_mostly_right_from_five_labels_per_class(copy) -> None:
+    paths = {row["id"]: row["path"] for row in list_images(copy, "parts")}
+    with copy.session() as session:
+        pairs = [(proposal.label, Path(paths[proposal.image_id]).parent.name)
+                 for proposal in session.scalars(select(Proposal)).all()]
+
+    right = sum(label == truth for label, truth in pairs)
+    # Scratches, spots and good parts differ plainly; a few errors are allowed, where chance would be a third.
+    assert right / len(pairs) >= 0.8
+
+
+def test_proposals_are_not_labels(copy) -> None:
+    assert len(list_images(copy, "parts", unlabeled=True)) == 3 * UNLABELED
+
+
+def test_open_blind_proposals_hide_their_label(copy) -> None:
+    rows = list_proposals(copy, "parts")
+    blind = [row for row in rows if row["blind"]]
+    shown = [row for row in rows if not row["blind"]]
+
+    assert blind and shown
+    assert all(row["label"] is None and row["confidence"] is None for row in blind)
+    assert all(row["label"] in CLASSES and 0 < row["confidence"] <= 1 for row in shown)
+
+
+def test_next_is_the_least_confident(copy) -> None:
+    with copy.session() as session:
+        lowest = session.scalars(select(Proposal).order_by(Proposal.confidence, Proposal.id)).first()
+        lowest_id = lowest.id
+
+    found = next_proposal(copy, "parts")
+
+    assert found["id"] == lowest_id
+    assert found["remaining"] == 3 * UNLABELED
+
+
+def shown_proposal(workspace: Workspace) -> dict:
+    return next(row for row in list_proposals(workspace, "parts") if not row["blind"])
+
+
+def blind_proposal(workspace: Workspace) -> dict:
+    return next(row for row in list_proposals(workspace, "parts") if row["blind"])
+
+
+def label_of(workspace: Workspace, image_id: int) -> str | None:
+    return next(row["label"] for row in list_images(workspace, "parts") if row["id"] == image_id)
+
+
+def test_accept_makes_the_proposed_label_the_reviewers(copy) -> None:
+    proposal = shown_proposal(copy)
+
+    settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="accept")
+
+    assert settled["status"] == "accepted" and settled["answer"] == proposal["label"]
+    assert label_of(copy, proposal["image_id"]) == proposal["label"]
+    with copy.session() as session:
+        from defectlab.workspace.schema import Image
+
+        annotations = session.get(Image, proposal["image_id"]).annotations
+        assert [(a.kind, a.labeler) for a in annotations] == [("class", "ann")]
+
+
+def test_correct_stores_the_reviewers_class(copy) -> None:
+    proposal = shown_proposal(copy)
+    other = next(name for name in CLASSES if name != proposal["label"])
+
+    settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="correct", class_name=other)
+
+    assert settled["status"] == "corrected" and settled["answer"] == other
+    assert label_of(copy, proposal["image_id"]) == other
+
+
+def test_reject_leaves_the_image_unlabeled(copy) -> None:
+    proposal = shown_proposal(copy)
+
+    settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="reject")
+
+    assert settled["status"] == "rejected"
+    assert label_of(copy, proposal["image_id"]) is None
+
+
+def test_a_blind_check_cannot_be_accepted_and_records_agreement(copy) -> None:
+    proposal = blind_proposal(copy)
+    with copy.session() as session:
+        hidden = session.get(Proposal, proposal["id"]).label
+
+    with pytest.raises(InvalidInputError, match="blind check"):
+        review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="accept")
+    settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="correct", class_name=hidden)
+
+    assert settled["label"] == hidden and settled["agrees"] is True
+    assert label_of(copy, proposal["image_id"]) == hidden
+
+
+def test_a_proposal_is_reviewed_once(copy) -> None:
+    proposal = shown_proposal(copy)
+    review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="reject")
+
+    with pytest.raises(ConflictError, match="already rejected by ann"):
+        review_proposal(copy, "parts", proposal["id"], reviewer="bob", action="accept")
+
+
+def test_an_image_labeled_since_keeps_its_label(copy) -> None:
+    proposal = shown_proposal(copy)
+    other = next(name for name in CLASSES if name != proposal["label"])
+    set_image_class(copy, "parts", proposal["image_id"], other, labeler="bob")
+
+    with pytest.raises(ConflictError, match="was labeled since"):
+        review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="accept")
+    assert label_of(copy, proposal["image_id"]) == other
+
+
+@pytest.mark.parametrize(("action", "class_name", "message"), [
+    ("approve", None, "action 'approve' is invalid"),
+    ("correct", None, "needs the right class"),
+    ("correct", "dent", "class 'dent' is not in project"),
+])
+def test_invalid_reviews_change_nothing(copy, action, class_name, message) -> None:
+    proposal = shown_proposal(copy)
+
+    with pytest.raises(InvalidInputError, match=message):
+        review_proposal(copy, "parts", proposal["id"], reviewer="ann", action=action, class_name=class_name)
+    assert label_of(copy, proposal["image_id"]) is None
+    assert next(row for row in list_proposals(copy, "parts") if row["id"] == proposal["id"])["status"] == "open"
+
+
+def test_unknown_proposal_is_not_found(copy) -> None:
+    with pytest.raises(NotFoundError, match="proposal 9999 is not in project 'parts'"):
+        review_proposal(copy, "parts", 9999, reviewer="ann", action="accept")
+
+
+def test_proposing_again_replaces_open_proposals_and_keeps_reviewed_ones(copy) -> None:
+    first = shown_proposal(copy)
+    review_proposal(copy, "parts", first["id"], reviewer="ann", action="accept")
+
+    summary = make_proposals(copy, "parts", source="features", seed=4)
+
+    assert summary["proposed"] == 3 * UNLABELED - 1
+    every = list_proposals(copy, "parts", status=None)
+    assert len(every) == 3 * UNLABELED
+    assert [row["status"] for row in every if row["id"] == first["id"]] == ["accepted"]
+
+
+def test_report_counts_right_shares_and_blind_agreement(copy) -> None:
+    shown = [row for row in list_proposals(copy, "parts") if not row["blind"]][:4]
+    blind = [row for row in list_proposals(copy, "parts") if row["blind"]][:2]
+    review_proposal(copy, "parts", shown[0]["id"], reviewer="ann", action="accept")
+    review_proposal(copy, "parts", shown[1]["id"], reviewer="ann", action="accept")
+    wrong = next(name for name in CLASSES if name != shown[2]["label"])
+    review_proposal(copy, "parts", shown[2]["id"], reviewer="ann", action="correct", class_name=wrong)
+    review_proposal(copy, "parts", shown[3]["id"], reviewer="ann", action="reject")
+    with copy.session() as session:
+        hidden = [session.get(Proposal, row["id"]).label for row in blind]
+    review_proposal(copy, "parts", blind[0]["id"], reviewer="bob", action="correct", class_name=hidden[0])
+    review_proposal(copy, "parts", blind[1]["id"], reviewer="bob", action="correct",
+                    class_name=next(name for name in CLASSES if name != hidden[1]))
+
+    report = proposal_report(copy, "parts")
+
+    assert report["reviewed"] == 6 and report["open"] == 3 * UNLABELED - 6
+    assert report["by_status"] == {"open": 3 * UNLABELED - 6, "accepted": 3, "corrected": 2, "rejected": 1}
+    assert report["blind"] == {"checks": 2, "agree": 0.5}
+    # Shown: 2 accepted of 4 (the rejected one counts as shown and not accepted).
+    assert report["accepted_share"] == 0.5
+    outcomes: dict[str, list[str]] = {}
+    for row, outcome in zip(shown, ("accepted", "accepted", "corrected", "rejected")):
+        outcomes.setdefault(row["label"], []).append(outcome)
+    expected = {}
+    for name, seen in outcomes.items():
+        settled = [outcome for outcome in seen if outcome != "rejected"]
+        expected[name] = round(settled.count("accepted") / len(settled), 4) if settled else None
+    assert {name: entry["right"] for name, entry in report["by_class"].items()} == expected
+    assert set(report["reviewers"]) == {"ann", "bob"}
+    assert report["warnings"] == []
+
+
+def test_report_warns_when_blind_checks_contradict_accepted_proposals(copy) -> None:
+    rows = list_proposals(copy, "parts")
+    shown = [row for row in rows if not row["blind"]][:5]
+    blind = [row for row in rows if row["blind"]][:5]
+    for row in shown:
+        review_proposal(copy, "parts", row["id"], reviewer="ann", action="accept")
+    with copy.session() as session:
+        hidden = [session.get(Proposal, row["id"]).label for row in blind]
+    for row, label in zip(blind, hidden):
+        review_proposal(copy, "parts", row["id"], reviewer="ann", action="correct",
+                        class_name=next(name for name in CLASSES if name != label))
+
+    report = proposal_report(copy, "parts")
+
+    assert report["accepted_share"] == 1.0 and report["blind"]["agree"] == 0.0
+    assert len(report["warnings"]) == 1 and "without a close look" in report["warnings"][0]
+
+
+def test_pace_counts_reviews_an_hour_without_pauses(copy) -> None:
+    rows = [row for row in list_proposals(copy, "parts") if not row["blind"]][:4]
+    for row in rows:
+        review_proposal(copy, "parts", row["id"], reviewer="ann", action="reject")
+    start = datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc)
+    # 10 s, 20 s, then a 30-minute pause that does not count: 2 reviews in 30 s = 240 an hour.
+    moments = [start, start + timedelta(seconds=10), start + timedelta(seconds=30), start + timedelta(minutes=31)]
+    with copy.session() as session:
+        for row, moment in zip(rows, moments):
+            session.get(Proposal, row["id"]).reviewed_at = moment
+
+    pace = proposal_report(copy, "parts")["reviewers"]["ann"]
+
+    assert pace == {"reviews": 4, "per_hour": 240.0}
+
+
+def test_unreviewed_proposals_never_reach_training(copy) -> None:
+    from defectlab.training.run import train_project
+
+    labeled = {row["id"] for row in list_images(copy, "parts") if row["label"] is not None}
+    accepted = shown_proposal(copy)
+    review_proposal(copy, "parts", accepted["id"], reviewer="ann", action="accept")
+
+    result = train_project(copy, "parts", overrides={"epochs": 2})
+
+    trained = sum(sum(per_split.values()) for per_split in result.counts.values())
+    assert trained == len(labeled) + 1
+    summary = make_proposals(copy, "parts", source="auto")
+    assert summary["source"] == f"model {result.model_id}"
+    assert summary["proposed"] == 3 * UNLABELED - 1
+
+
+def test_features_need_two_labeled_classes(tmp_path: Path, workspace) -> None:
+    write_parts(tmp_path / "source", 3, seed=5)
+    shutil.rmtree(tmp_path / "source" / "scratch")
+    shutil.rmtree(tmp_path / "source" / "spot")
+    workspace.create_project("parts", "classification", ["scratch", "spot"])
+    import_path(workspace, "parts", tmp_path / "source")
+    unlabel(workspace, "5_0")
+
+    with pytest.raises(InvalidInputError, match="need labeled images of two classes"):
+        make_proposals(workspace, "parts", source="features")
+    with pytest.raises(NotFoundError, match="has no model yet"):
+        make_proposals(workspace, "parts", source="model")
+    with pytest.raises(InvalidInputError, match="source 'guess' is invalid"):
+        make_proposals(workspace, "parts", source="guess")
+    assert list_proposals(workspace, "parts") == []

@@ -1,0 +1,96 @@
+"""Proposals through the REST API: made as a job, reviewed one at a time, reported."""
+
+from __future__ import annotations
+
+import time
+
+from defectlab.data.annotations import save_annotations
+from defectlab.data.labels import list_images
+
+UNLABELED = 6
+
+
+def unlabel_some(workspace) -> list[int]:
+    """Remove the labels of the first two images of each class; return their ids."""
+    rows = list_images(workspace, "parts")
+    chosen = [row for row in rows if row["path"].split("/")[-1] in {"0.png", "1.png"}]
+    for row in chosen:
+        save_annotations(workspace, "parts", row["id"], labeler="test", version=row["version"])
+    return [row["id"] for row in chosen]
+
+
+def finished(api, job_id: int, seconds: float = 300.0) -> dict:
+    """Poll a job until it is no longer running and return it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = api.get(f"/api/jobs/{job_id}").json()
+        if job["status"] != "running":
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still runs after {seconds} s: {job}")
+
+
+def propose(api) -> dict:
+    started = api.post("/api/projects/parts/proposals", json={"source": "features", "blind_share": 0.5})
+    assert started.status_code == 202, started.text
+    job = finished(api, started.json()["id"])
+    assert job["status"] == "succeeded", job
+    return job["result"]
+
+
+def test_propose_review_and_report(api, workspace, parts) -> None:
+    unlabeled = unlabel_some(workspace)
+
+    result = propose(api)
+
+    assert result["proposed"] == len(unlabeled) == UNLABELED
+    listed = api.get("/api/projects/parts/proposals").json()
+    assert sorted(row["image_id"] for row in listed) == sorted(unlabeled)
+    assert all((row["label"] is None) == row["blind"] for row in listed)
+    shown = next(row for row in listed if not row["blind"])
+
+    accepted = api.post(f"/api/projects/parts/proposals/{shown['id']}/review",
+                        json={"reviewer": "ann", "action": "accept"})
+    again = api.post(f"/api/projects/parts/proposals/{shown['id']}/review",
+                     json={"reviewer": "bob", "action": "reject"})
+
+    assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+    assert again.status_code == 409 and "already accepted by ann" in again.json()["error"]
+    image = api.get(f"/api/projects/parts/images/{shown['image_id']}").json()
+    assert image["label"] == shown["label"]
+    report = api.get("/api/projects/parts/proposals/report").json()
+    assert report["by_status"]["accepted"] == 1 and report["open"] == UNLABELED - 1
+
+
+def test_blind_check_is_answered_with_a_class(api, workspace, parts) -> None:
+    unlabel_some(workspace)
+    propose(api)
+    blind = next(row for row in api.get("/api/projects/parts/proposals").json() if row["blind"])
+
+    refused = api.post(f"/api/projects/parts/proposals/{blind['id']}/review",
+                       json={"reviewer": "ann", "action": "accept"})
+    answered = api.post(f"/api/projects/parts/proposals/{blind['id']}/review",
+                        json={"reviewer": "ann", "action": "correct", "class": "dent"})
+
+    assert refused.status_code == 400 and "blind check" in refused.json()["error"]
+    assert answered.status_code == 200
+    body = answered.json()
+    assert body["answer"] == "dent" and body["label"] in ("ok", "dent", "scratch")
+    assert body["agrees"] == (body["label"] == "dent")
+
+
+def test_next_and_invalid_requests(api, workspace, parts) -> None:
+    assert api.get("/api/projects/parts/proposals/next").json() is None
+    unlabel_some(workspace)
+    propose(api)
+
+    found = api.get("/api/projects/parts/proposals/next").json()
+    listed = api.get("/api/projects/parts/proposals").json()
+
+    assert found["id"] == listed[0]["id"] and found["remaining"] == UNLABELED
+    bad = api.post(f"/api/projects/parts/proposals/{found['id']}/review", json={"reviewer": "ann", "action": "ok"})
+    assert bad.status_code == 400 and "action 'ok' is invalid" in bad.json()["error"]
+    unknown = api.post("/api/projects/parts/proposals", json={"source": "magic"})
+    assert unknown.status_code == 202
+    job = finished(api, unknown.json()["id"])
+    assert job["status"] == "failed" and "source 'magic' is invalid" in job["error"]
