@@ -280,3 +280,19 @@ def test_train_and_watch_progress(page, server, shoot, tmp_path) -> None:
 
     page.reload()
     expect(page.locator(".job.succeeded")).to_have_count(1)
+
+    page.click("text=Open its report")
+    expect(page.get_by_text("Not evaluated yet.")).to_be_visible()
+    page.click("#evaluate")
+    expect(page.locator("#report")).to_be_visible(timeout=180_000)
+    expect(page.locator("#report h2").first).to_contain_text("Evaluation on the test split · 2 images")
+    cells = page.locator("#confusion button")
+    counts = [int(text) for text in cells.all_inner_texts()]
+    assert sum(counts) == 2
+    busiest = counts.index(max(counts))
+    cells.nth(busiest).click()
+    expect(page.locator("#chosen-images .thumb")).to_have_count(max(counts))
+    shoot(page, "3-report")
+    page.locator("#chosen-images .thumb a").first.click()
+    page.wait_for_url(re.compile(r"/projects/tiles/images/\d+$"))
+    expect(page.locator("#label-state")).to_be_visible()

@@ -183,6 +183,7 @@ def test_openapi_lists_routes_and_serves_no_docs_page(api) -> None:
         ("DELETE", "/api/projects/{project}/book/{class_name}/examples/{image_id}"),
         ("POST", "/api/projects/{project}/checks"), ("GET", "/api/jobs"), ("GET", "/api/jobs/{job_id}"),
         ("POST", "/api/projects/{project}/training"), ("GET", "/api/projects/{project}/models"),
+        ("POST", "/api/projects/{project}/models/{model_id}/evaluations"),
     }
     assert operations == expected
     assert "ImageClass" in schema["components"]["schemas"]

@@ -96,3 +96,30 @@ def test_progress_recorded_while_running(workspace, monkeypatch) -> None:
     ended = describe_job(workspace, job_id)
     assert ended["progress"]["done"] == 3
     assert ended["result"] == {"model_id": 0}
+
+
+def test_evaluation_lists_image_outcomes(api, good_parts) -> None:
+    trained = wait_until_ended(api, api.post("/api/projects/good/training", json={}).json()["id"])
+    model_id = trained["result"]["model_id"]
+    started = api.post(f"/api/projects/good/models/{model_id}/evaluations", json={"split": "test"})
+    assert started.status_code == 202
+    job = wait_until_ended(api, started.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["class_names"] == ["ok", "anomaly"]
+    rows = result["images"]
+    assert len(rows) == sum(sum(row) for row in result["confusion_matrix"])
+    assert {row["true"] for row in rows} == {"ok"}
+    for row in rows:
+        assert row["outcome"] == ("overkill" if row["is_defect"] else "correct")
+    assert result["overkills"] == sum(row["outcome"] == "overkill" for row in rows)
+
+
+@pytest.mark.parametrize(("url", "body", "status", "words"), [
+    ("/api/projects/good/models/99/evaluations", {}, 404, "model 99 is not a model of project 'good'"),
+    ("/api/projects/good/models/1/evaluations", {"split": "holdout"}, 400, "split 'holdout' is not valid"),
+])
+def test_evaluation_rejects_bad_request(api, good_parts, url, body, status, words) -> None:
+    answer = api.post(url, json=body)
+    assert answer.status_code == status
+    assert words in answer.json()["error"]

@@ -21,6 +21,7 @@ __all__ = [
     "BookRule",
     "BulkChange",
     "CheckRequest",
+    "EvaluationRequest",
     "ErrorBody",
     "ImageAnnotations",
     "ImageClass",
@@ -188,3 +189,9 @@ class TrainRequest(Body):
     settings: dict[str, float | int | str] | None = Field(
         None, description="Settings to use in place of the auto-tuner's, such as `{\"epochs\": 20}`; each is "
                           "checked against its safe range when the job starts, and a failed check fails the job.")
+
+
+class EvaluationRequest(Body):
+    split: str = Field("test", json_schema_extra={"enum": ["train", "dev", "test"]},
+                       description="The split of the model's snapshot to evaluate on; `test` images were used "
+                                   "neither for training nor for choosing the threshold.")

@@ -47,6 +47,11 @@ def training_page(project: str) -> FileResponse:
     return _page("train.html")
 
 
+@router.get("/projects/{project}/models/{model_id}")
+def report_page(project: str, model_id: int) -> FileResponse:
+    return _page("report.html")
+
+
 @router.get("/projects/{project}/book")
 def book_page(project: str) -> FileResponse:
     return _page("book.html")

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from defectlab.data.summary import summarize_models
-from defectlab.web.bodies import CheckRequest, TrainRequest
+from defectlab.errors import InvalidInputError
+from defectlab.web.bodies import CheckRequest, EvaluationRequest, TrainRequest
+from defectlab.web.evaluations import find_project_model
 from defectlab.web.jobs import describe_job, list_jobs, start_job
 from defectlab.web.routes import WorkspaceParameter, error_responses
 
@@ -38,6 +40,21 @@ def list_models(project: str, workspace: WorkspaceParameter) -> list[dict[str, A
     """Return each model's `id`, `task`, `created_at`, `snapshot_id`, `threshold`, `class_names` and
     `evaluations`."""
     return summarize_models(workspace, project)
+
+
+@router.post("/projects/{project}/models/{model_id}/evaluations", status_code=202,
+             summary="Start evaluating a model on one split as a job")
+def start_evaluation(project: str, model_id: int, workspace: WorkspaceParameter,
+                     body: EvaluationRequest | None = None) -> dict[str, Any]:
+    """Predict the split's labeled images and measure the model. Once the job succeeded, its `result` has the
+    metrics of `defectlab evaluate` (escape and overkill rates, `per_class`, `confusion_matrix` with rows as true
+    and columns as predicted `class_names`) and `images`: each evaluated image with `image_id`, `path`,
+    `true`, `predicted`, `score` and `outcome` (`escape`, `overkill`, `wrong_class` or `correct`)."""
+    request = body or EvaluationRequest()
+    if request.split not in ("train", "dev", "test"):
+        raise InvalidInputError(f"split {request.split!r} is not valid; use one of: train, dev, test")
+    find_project_model(workspace, project, model_id)
+    return start_job(workspace, "evaluate", project, {"model_id": model_id, "split": request.split})
 
 
 @router.get("/jobs", summary="List jobs, newest first")

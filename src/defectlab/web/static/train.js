@@ -42,7 +42,8 @@ async function jobCard(job) {
   const full = await api("GET", `/jobs/${job.id}`);
   const result = full.result;
   return h("div", { className: "card job succeeded", dataset: { id: job.id } }, heading,
-    h("p", {}, `Model ${result.model_id} trained in ${Math.round(result.seconds)} s; threshold ${Number(result.threshold).toFixed(3)}.`),
+    h("p", {}, `Model ${result.model_id} trained in ${Math.round(result.seconds)} s; threshold ${Number(result.threshold).toFixed(3)}. `,
+      h("a", { href: `/projects/${encodeURIComponent(project)}/models/${result.model_id}` }, "Open its report")),
     h("h4", {}, "Images per split"), countsTable(result.counts),
     h("details", {}, h("summary", {}, "Settings the auto-tuner chose"), settingsList(result.settings)));
 }
@@ -64,7 +65,7 @@ async function draw() {
     h("section", { className: "card" }, h("h2", {}, "Models"),
       models.length ? h("table", { className: "list", id: "models" },
         h("thead", {}, h("tr", {}, ...["Model", "Created (UTC)", "Threshold", "Classes"].map((t) => h("th", {}, t)))),
-        h("tbody", {}, ...models.map((model) => h("tr", {}, h("td", {}, model.id), h("td", {}, model.created_at.replace("T", " ")),
+        h("tbody", {}, ...models.map((model) => h("tr", {}, h("td", {}, h("a", { href: `/projects/${encodeURIComponent(project)}/models/${model.id}` }, `Model ${model.id} report`)), h("td", {}, model.created_at.replace("T", " ")),
           h("td", {}, model.threshold === null ? "—" : Number(model.threshold).toFixed(3)), h("td", {}, (model.class_names || []).join(", "))))))
         : h("p", { className: "muted" }, "No model yet.")));
   clearTimeout(polling);
