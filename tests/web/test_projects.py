@@ -184,6 +184,9 @@ def test_openapi_lists_routes_and_serves_no_docs_page(api) -> None:
         ("POST", "/api/projects/{project}/checks"), ("GET", "/api/jobs"), ("GET", "/api/jobs/{job_id}"),
         ("POST", "/api/projects/{project}/training"), ("GET", "/api/projects/{project}/models"),
         ("POST", "/api/projects/{project}/models/{model_id}/evaluations"),
+        ("GET", "/api/projects/{project}/proposals"), ("POST", "/api/projects/{project}/proposals"),
+        ("GET", "/api/projects/{project}/proposals/next"), ("GET", "/api/projects/{project}/proposals/report"),
+        ("POST", "/api/projects/{project}/proposals/{proposal_id}/review"),
     }
     assert operations == expected
     assert "ImageClass" in schema["components"]["schemas"]

@@ -27,7 +27,7 @@ from defectlab import __version__
 from defectlab.deployment.server import _BodyLimit, _key_check
 from defectlab.errors import DefectlabError
 from defectlab.web import pages
-from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, tasks
+from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, proposals, tasks
 from defectlab.workspace import Workspace
 
 __all__ = ["API_PREFIX", "MAX_REQUEST_BYTES", "create_app"]
@@ -41,7 +41,7 @@ MAX_REQUEST_BYTES = 16 << 20
 
 # The browser's routes come before the images routes, whose '/images/{image_id}' would otherwise take 'bulk'.
 _ROUTERS = (projects.router, browse.router, images.router, labels.router, pictures.router, tasks.router,
-            book.router, jobs.router)
+            proposals.router, book.router, jobs.router)
 
 
 def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:

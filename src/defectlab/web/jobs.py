@@ -68,6 +68,14 @@ def _run_training(workspace: Workspace, project_name: str, *, progress: Progress
     return train_project(workspace, project_name, overrides=settings or None, progress=progress).to_dict()
 
 
+def _run_proposals(workspace: Workspace, project_name: str, *, progress: Progress, source: str = "auto",
+                   model_id: int | None = None, blind_share: float = 0.1) -> dict[str, Any]:
+    from defectlab.proposals import make_proposals
+
+    return make_proposals(workspace, project_name, source=source, model_id=model_id, blind_share=blind_share,
+                          progress=progress)
+
+
 def _run_evaluation(workspace: Workspace, project_name: str, *, progress: Progress, model_id: int,
                     split: str = "test") -> dict[str, Any]:
     from defectlab.web.evaluations import evaluate_for_report
@@ -76,7 +84,7 @@ def _run_evaluation(workspace: Workspace, project_name: str, *, progress: Progre
 
 
 _RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"check": _run_check, "train": _run_training,
-                                                       "evaluate": _run_evaluation}
+                                                       "evaluate": _run_evaluation, "propose": _run_proposals}
 JOB_KINDS = tuple(_RUNNERS)
 
 
