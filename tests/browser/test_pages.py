@@ -89,6 +89,21 @@ def test_create_project_in_page(page, server, shoot) -> None:
     expect(page.locator("#projects")).to_contain_text("scratch, dent")
 
 
+def test_upload_reports_bad_file(page, server, shoot, tmp_path) -> None:
+    server.workspace.create_project("lids", "detection", ["scratch"])
+    for number in range(2):
+        Image.fromarray(np.full((40, 40), 90 + 40 * number, dtype=np.uint8)).save(tmp_path / f"lid_{number}.png")
+    (tmp_path / "lid_broken.png").write_bytes((tmp_path / "lid_0.png").read_bytes()[:30])
+    page.goto("/projects/lids")
+    expect(page.locator("#drop-zone")).to_be_visible()
+    page.set_input_files("#upload-files", [str(tmp_path / name) for name in ("lid_0.png", "lid_1.png", "lid_broken.png")])
+    report = page.locator("#import-report")
+    expect(report).to_contain_text("Imported 3 files: 2 images added", timeout=60_000)
+    expect(report.locator("table.problems")).to_contain_text("lid_broken.png")
+    expect(page.locator(".thumb")).to_have_count(2)
+    shoot(page, "1-report")
+
+
 def test_grid_filters_and_bulk_split(page, caps, shoot) -> None:
     page.goto("/projects/caps")
     expect(page.locator(".thumb")).to_have_count(10)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,8 @@ from defectlab import __version__
 from defectlab.deployment.server import _BodyLimit, _key_check
 from defectlab.errors import DefectlabError
 from defectlab.web import pages
-from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, proposals, tasks
+from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, proposals, tasks, uploads
+from defectlab.web.uploads import max_upload_bytes
 from defectlab.workspace import Workspace
 
 __all__ = ["API_PREFIX", "MAX_REQUEST_BYTES", "create_app"]
@@ -41,7 +43,25 @@ MAX_REQUEST_BYTES = 16 << 20
 
 # The browser's routes come before the images routes, whose '/images/{image_id}' would otherwise take 'bulk'.
 _ROUTERS = (projects.router, browse.router, images.router, labels.router, pictures.router, tasks.router,
-            proposals.router, book.router, jobs.router)
+            proposals.router, book.router, jobs.router, uploads.router)
+
+
+_UPLOAD_FILES = re.compile(rf"^{API_PREFIX}/projects/[^/]+/uploads/[^/]+/files$")
+
+
+class _BodyLimits:
+    """ASGI middleware that limits request bodies to ``MAX_REQUEST_BYTES``, or to the upload limit for files sent
+    to an upload, since one image file can be far larger than any JSON body."""
+
+    def __init__(self, app: Any) -> None:
+        self.json = _BodyLimit(app, limit=MAX_REQUEST_BYTES)
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and _UPLOAD_FILES.match(scope.get("path", "")):
+            await _BodyLimit(self.app, limit=max_upload_bytes())(scope, receive, send)
+        else:
+            await self.json(scope, receive, send)
 
 
 def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
@@ -54,7 +74,7 @@ def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
                   description="The workspace's projects, images, labeling tasks, defect book and jobs. "
                               'Every error has the body `{"error": MESSAGE}`.')
     app.state.workspace = workspace
-    app.add_middleware(_BodyLimit, limit=MAX_REQUEST_BYTES)
+    app.add_middleware(_BodyLimits)
     _add_error_handlers(app)
 
     @app.get(f"{API_PREFIX}/health", summary="Whether the server is up; needs no API key", tags=["server"])

@@ -76,6 +76,12 @@ def _run_proposals(workspace: Workspace, project_name: str, *, progress: Progres
                           progress=progress)
 
 
+def _run_import(workspace: Workspace, project_name: str, *, progress: Progress, upload: str) -> dict[str, Any]:
+    from defectlab.web.uploads import import_upload
+
+    return import_upload(workspace, project_name, upload, progress=progress)
+
+
 def _run_evaluation(workspace: Workspace, project_name: str, *, progress: Progress, model_id: int,
                     split: str = "test") -> dict[str, Any]:
     from defectlab.web.evaluations import evaluate_for_report
@@ -84,7 +90,8 @@ def _run_evaluation(workspace: Workspace, project_name: str, *, progress: Progre
 
 
 _RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"check": _run_check, "train": _run_training,
-                                                       "evaluate": _run_evaluation, "propose": _run_proposals}
+                                                       "evaluate": _run_evaluation, "import": _run_import,
+                                                       "propose": _run_proposals}
 JOB_KINDS = tuple(_RUNNERS)
 
 

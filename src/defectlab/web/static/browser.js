@@ -6,6 +6,7 @@
 import {
   api, drawHeader, h, pageParts, projectPath, requireName, showError, showMessage, stateWords, thumbnailUrl,
 } from "./common.js";
+import { uploadCard } from "./upload.js";
 
 const FILTERS = ["label", "split", "labeled", "labeler", "key", "value", "excluded", "sort", "page", "page_size"];
 const SORTS = [["path", "Path A–Z"], ["-path", "Path Z–A"], ["id", "Oldest import first"], ["-id", "Newest import first"],
@@ -151,11 +152,22 @@ async function drawPage() {
   const grid = result.images.length
     ? h("div", { className: "grid", id: "grid" }, ...result.images.map((image) => card(image, filters)))
     : h("p", { className: "muted", id: "grid" }, projectInfo.images
-      ? "No image passes these filters." : "This project has no images yet. Import them with 'defectlab import'.");
+      ? "No image passes these filters." : "This project has no images yet. Add them above, or with 'defectlab import'.");
+  const upload = document.querySelector("#upload") || uploadCard(project, () => refresh().catch(showError));
+  upload.open = !projectInfo.images;
   document.querySelector("#app").replaceChildren(
     h("h1", {}, `Images of ${project}`, h("small", { className: "muted" }, ` · ${projectInfo.task}`)),
-    filterBar(filters), bulkBar(), pager(result), grid, pager(result));
+    upload, filterBar(filters), bulkBar(), pager(result), grid, pager(result));
   drawSelection();
+}
+
+// Read the project and its filter values again, after an upload added images.
+async function refresh() {
+  [projectInfo, metadata, labelers] = await Promise.all([
+    api("GET", projectPath(project)), api("GET", projectPath(project, "metadata")),
+    api("GET", projectPath(project, "labelers"))]);
+  await drawPage();
+  document.querySelector("#upload").open = true;
 }
 
 async function start() {
