@@ -311,3 +311,26 @@ def test_train_and_watch_progress(page, server, shoot, tmp_path) -> None:
     page.locator("#chosen-images .thumb a").first.click()
     page.wait_for_url(re.compile(r"/projects/tiles/images/\d+$"))
     expect(page.locator("#label-state")).to_be_visible()
+
+
+def test_image_class_by_keyboard(page, server, tmp_path) -> None:
+    folder = tmp_path / "rings"
+    for name in ("ok", "crack"):
+        (folder / name).mkdir(parents=True)
+        Image.fromarray(np.full((24, 24), 100, dtype=np.uint8)).save(folder / name / "0.png")
+    server.workspace.create_project("rings", "classification", ["crack", "burr"])
+    import_path(server.workspace, "rings", folder)
+    image_id = {row["path"]: row["id"] for row in list_images(server.workspace, "rings")}["ok/0.png"]
+
+    page.goto(f"/projects/rings/images/{image_id}")
+    expect(page.locator("#label-state")).to_have_text("No defect")
+    expect(page.locator("button.tool")).to_have_text(["Pan (V)"])
+    page.keyboard.press("2")
+    expect(page.locator("#label-state")).to_have_text("Defective")
+    expect(page.locator("button[data-class=burr]")).to_have_class(re.compile("chosen"))
+    expect(page.locator("#book-entry h2")).to_have_text("Defect book: burr")
+    page.keyboard.press("Control+s")
+    expect(page.locator("#version")).to_have_text("Version 2")
+    saved = read_annotations(server.workspace, "rings", image_id)
+    assert saved["class"] == "burr"
+    assert saved["state"] == "defective"

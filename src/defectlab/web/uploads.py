@@ -189,7 +189,7 @@ def _loose_images_format(root: Path) -> str | None:
 
 
 def _content_root(folder: Path) -> Path:
-    """Return the single folder the upload holds (a dropped folder or an unpacked archive), else the upload."""
+    """Return the single folder inside the upload (a dropped folder or an unpacked archive), else the upload."""
     entries = list(folder.iterdir())
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 

@@ -1,5 +1,5 @@
-// Adding images from the browser: drop files, folders or a zip; they are sent in batches with a progress bar,
-// imported by a job, and the import report lists every file that was not imported and why.
+// Adding images from the browser: drop files, folders or a zip. They are sent in batches with a progress bar
+// and imported by a job. The import report then lists every file that was not imported and why.
 
 import { api, h, projectPath } from "./common.js";
 
