@@ -32,6 +32,8 @@ LOW_CONTRAST_SPAN = 96
 TILE_SIZE = 256
 """Side of a deep-zoom tile in pixels; the last tile of a row or column is smaller."""
 
+_ROWS_PER_BLOCK = 512
+
 _WINDOW_SAMPLE = 1 << 20
 """Most pixels read to find the window, taken on a regular grid, so an 8000x8000 image costs no more than
 a 1024x1024 one."""
@@ -61,8 +63,12 @@ def to_view(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     if pixels.dtype == np.uint8 and (low, high) == (0.0, 255.0):
         return pixels
     scale = 255.0 / (high - low)
-    stretched = (pixels.astype(np.float32) - low) * scale
-    return np.clip(np.rint(stretched), 0, 255).astype(np.uint8)
+    view = np.empty(pixels.shape, dtype=np.uint8)
+    # Row blocks keep the float copy small: a whole 8000x8000 image in float32 would take 256 MB.
+    for top in range(0, pixels.shape[0], _ROWS_PER_BLOCK):
+        block = (pixels[top:top + _ROWS_PER_BLOCK].astype(np.float32) - low) * scale
+        view[top:top + _ROWS_PER_BLOCK] = np.clip(np.rint(block), 0, 255)
+    return view
 
 
 def thumbnail(view: np.ndarray, size: int) -> np.ndarray:

@@ -31,6 +31,8 @@ router = APIRouter(prefix="/projects/{project}/images/{image_id}", tags=["images
 CACHED_PYRAMIDS = 3
 """Tile pyramids kept in memory; an 8000x8000 grayscale image costs about 85 MB with its levels."""
 
+_STATE_LOCK = threading.Lock()
+
 _PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
               "description": "An 8-bit PNG."}}
 # The bytes behind an image id never change, so a browser may keep its views for a day without asking again.
@@ -75,18 +77,25 @@ def _digest(workspace: Workspace, project: str, image_id: int) -> str:
 def _pyramid(request: Request, workspace: Workspace, project: str, image_id: int) -> TilePyramid:
     digest = _digest(workspace, project, image_id)
     state = request.app.state
-    if not hasattr(state, "pyramids"):
-        state.pyramids, state.pyramid_lock = OrderedDict(), threading.Lock()
-    with state.pyramid_lock:
-        if digest in state.pyramids:
-            state.pyramids.move_to_end(digest)
-            return state.pyramids[digest]
-    pixels = decode_image(workspace.blobs.get(digest), source=f"image {image_id}").pixels
-    pyramid = TilePyramid(to_view(pixels, contrast_window(pixels)))
-    with state.pyramid_lock:
-        state.pyramids[digest] = pyramid
-        while len(state.pyramids) > CACHED_PYRAMIDS:
-            state.pyramids.popitem(last=False)
+    with _STATE_LOCK:
+        if not hasattr(state, "pyramids"):
+            state.pyramids, state.pyramid_builds = OrderedDict(), {}
+        build = state.pyramid_builds.setdefault(digest, threading.Lock())
+
+    # A viewer asks for many tiles of a new image at once. One request decodes it while the others wait
+    # for its pyramid, because each decode of an 8000x8000 image would take hundreds of megabytes.
+    with build:
+        with _STATE_LOCK:
+            if digest in state.pyramids:
+                state.pyramids.move_to_end(digest)
+                return state.pyramids[digest]
+        pixels = decode_image(workspace.blobs.get(digest), source=f"image {image_id}").pixels
+        pyramid = TilePyramid(to_view(pixels, contrast_window(pixels)))
+        with _STATE_LOCK:
+            state.pyramids[digest] = pyramid
+            while len(state.pyramids) > CACHED_PYRAMIDS:
+                evicted, _ = state.pyramids.popitem(last=False)
+                state.pyramid_builds.pop(evicted, None)
     return pyramid
 
 
