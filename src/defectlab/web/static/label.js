@@ -19,6 +19,8 @@ const TOOLS_BY_TASK = {
 const TOOL_WORDS = { pan: "Pan (V)", box: "Box (B)", polygon: "Polygon (P)", brush: "Brush (R)", eraser: "Eraser (E)" };
 const TOOL_KEYS = { v: "pan", b: "box", p: "polygon", r: "brush", e: "eraser" };
 // Masks are painted on a canvas of the image's size; larger images would cost the browser too much memory.
+// NOTE: above this size a mask is shown and saved back as loaded but cannot be painted; painting one would
+// need a canvas per tile of the mask.
 const MAX_MASK_PIXELS = 4096 * 4096;
 const HISTORY = 200;
 
