@@ -36,6 +36,7 @@ let tool = "pan";
 let drawClass = null;     // the defect class new regions get
 let draft = null;         // a box or polygon being drawn
 let dirty = false;
+const bookEntries = new Map();  // defect book entries by class, read once per page
 const undoStack = [];
 const redoStack = [];
 
@@ -343,9 +344,9 @@ function finishStroke(stroke) {
 
 async function load() {
   const answer = await api("GET", projectPath(project, "images", String(imageId), "annotations"));
+  saved = answer;  // loadMask reads the image size from it
   const regions = [];
   for (const region of answer.regions) regions.push(region.mask ? await loadMask(region) : region);
-  saved = answer;
   label = { cls: answer.class, regions };
   undoStack.length = 0;
   redoStack.length = 0;
@@ -460,7 +461,8 @@ async function drawBookEntry() {
   if (!name || !box) return;
   let entry;
   try {
-    entry = await api("GET", projectPath(project, "book", name));
+    if (!bookEntries.has(name)) bookEntries.set(name, await api("GET", projectPath(project, "book", name)));
+    entry = bookEntries.get(name);
   } catch (error) {
     box.replaceChildren(h("p", { className: "error" }, error.message));
     return;
@@ -486,6 +488,7 @@ async function addExample(name, role) {
   try {
     await api("POST", projectPath(project, "book", name, "examples"), { image_id: imageId, role, author });
     showMessage(`Added this image to the defect book of ${name} as ${role.replace("_", "-")}.`);
+    bookEntries.delete(name);
     drawBookEntry();
   } catch (error) {
     showError(error);
