@@ -41,6 +41,7 @@ def test_4x4_box_on_8000_image(page, server, wafer, shoot) -> None:
     page.goto(f"/projects/wafers/images/{wafer}")
     page.wait_for_function("window.defectlabViewer && window.defectlabViewer.scale > 0")
     expect(page.locator("h1")).to_contain_text("8000×8000")
+    page.wait_for_function("window.defectlabViewer.overviewLoaded()", timeout=60_000)
     shoot(page, "1-fit")
 
     canvas = page.locator("#canvas").bounding_box()

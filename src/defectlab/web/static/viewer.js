@@ -104,7 +104,20 @@ export class TileViewer {
     const level = this.levelForScale();
     if (level < this.info.levels - 1) this.drawLevel(ctx, level);
     ctx.filter = "none";
+    if (!this.overviewLoaded()) {
+      // The first tiles of a large image wait for the server to decode it, which takes seconds.
+      ctx.fillStyle = "#ccc";
+      ctx.font = "16px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.fillText("Loading the image…", this.viewWidth / 2, this.viewHeight / 2);
+    }
     for (const overlay of this.overlays) overlay(ctx, this);
+  }
+
+  // Whether the one tile of the coarsest level, drawn under every other, has arrived.
+  overviewLoaded() {
+    const overview = this.tiles.get(`${this.info.levels - 1}/0/0`);
+    return Boolean(overview && overview.complete && overview.naturalWidth);
   }
 
   levelForScale() {
