@@ -1,7 +1,7 @@
 // The defect book page: each class's definition, decision rule and example images, its versions, and a print view.
 //
 // An edit carries the entry version it was made on; when someone saved the entry in between, the server
-// answers 409, and the page says so and keeps the text typed here so nothing is lost.
+// responds with 409, and the page says so and keeps the text typed here so nothing is lost.
 
 import {
   ApiError, api, drawHeader, h, pageParts, projectPath, requireName, ruleWords, showError, showMessage, thumbnailUrl,

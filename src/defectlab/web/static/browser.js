@@ -71,7 +71,9 @@ function card(image, filters) {
     type: "checkbox", "aria-label": `select ${image.path}`, checked: selected.has(image.id),
     onchange: (event) => { event.target.checked ? selected.add(image.id) : selected.delete(image.id); drawSelection(); },
   });
-  const label = image.label === null ? "unlabeled" : image.label === "ok" ? "no-defect" : "defect";
+  let label = "defect";
+  if (image.label === null) label = "unlabeled";
+  else if (image.label === "ok") label = "no-defect";
   return h("figure", { className: `thumb ${image.excluded ? "excluded" : ""}`, dataset: { id: image.id } },
     box,
     h("a", { href }, h("img", {
@@ -144,7 +146,7 @@ async function drawPage() {
   const filters = readFilters();
   const query = new URLSearchParams(filters);
   if (!query.get("page_size")) query.set("page_size", "60");
-  // A page asked for earlier may answer after a later one; only the newest request is drawn.
+  // A page requested earlier may arrive after a later one; only the newest request is drawn.
   const request = ++drawn;
   const result = await api("GET", `${projectPath(project, "browse")}?${query}`);
   if (request !== drawn) return;

@@ -116,7 +116,7 @@ export function showError(error) {
   showMessage(error instanceof Error ? error.message : String(error), "error");
 }
 
-// Words for a label state; "no defect" and "not labeled" are different answers and never share a word.
+// Words for a label state; "no defect" and "not labeled" are different states and never share a word.
 export function stateWords(label) {
   if (label === null || label === undefined) return "not labeled";
   if (label === "ok") return "no defect";

@@ -1,7 +1,7 @@
 // The labeling page: an image in a deep-zoom viewer, the tools of the project's task, and the defect book beside it.
 //
 // The label is edited here and saved whole with the version it was loaded at. When someone else saved the
-// image in between, the server answers 409 and this page shows it: nothing of theirs is overwritten, and
+// image in between, the server responds with 409 and this page shows it: nothing of theirs is overwritten, and
 // the person chooses to load their label.
 
 import {
@@ -456,7 +456,8 @@ function chooseClass(name) {
 }
 
 async function drawBookEntry() {
-  const name = (info.task === "classification" || info.task === "anomaly") ? (label.cls && label.cls !== "ok" ? label.cls : drawClass) : drawClass;
+  const imageLevel = info.task === "classification" || info.task === "anomaly";
+  const name = imageLevel && label.cls && label.cls !== "ok" ? label.cls : drawClass;
   const box = document.querySelector("#book-entry");
   if (!name || !box) return;
   let entry;
