@@ -57,6 +57,11 @@ def book_page(project: str) -> FileResponse:
     return _page("book.html")
 
 
+@router.get("/projects/{project}/review")
+def review_page(project: str) -> FileResponse:
+    return _page("review.html")
+
+
 def add_pages(app: FastAPI) -> None:
     """Serve the pages at ``/`` and ``/projects/...`` and their scripts and styles under ``/static``."""
     app.include_router(router)

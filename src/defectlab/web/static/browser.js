@@ -158,7 +158,8 @@ async function drawPage() {
   const upload = document.querySelector("#upload") || uploadCard(project, () => refresh().catch(showError));
   upload.open = !projectInfo.images;
   document.querySelector("#app").replaceChildren(
-    h("h1", {}, `Images of ${project}`, h("small", { className: "muted" }, ` · ${projectInfo.task}`)),
+    h("h1", {}, `Images of ${project}`, h("small", { className: "muted" }, ` · ${projectInfo.task} · `),
+      h("a", { href: `/projects/${encodeURIComponent(project)}/review`, id: "review-link" }, "Review proposals")),
     upload, filterBar(filters), bulkBar(), pager(result), grid, pager(result));
   drawSelection();
 }
