@@ -289,6 +289,12 @@ def test_train_and_watch_progress(page, server, shoot, tmp_path) -> None:
 
     page.goto("/projects/tiles/train")
     expect(page.get_by_text("No model yet.")).to_be_visible()
+    page.click("#advanced summary")
+    page.fill("#advanced-settings input[name=epochs]", "500")
+    page.click("#train")
+    assert not page.eval_on_selector("#advanced-settings input[name=epochs]", "input => input.validity.valid")
+    expect(page.locator(".job")).to_have_count(0)
+    page.fill("#advanced-settings input[name=epochs]", "")
     page.click("#train")
     expect(page.locator(".job").first).to_be_visible()
     shoot(page, "1-running")

@@ -188,7 +188,7 @@ def test_openapi_lists_routes_and_serves_no_docs_page(api) -> None:
         ("GET", "/api/projects/{project}/proposals/next"), ("GET", "/api/projects/{project}/proposals/report"),
         ("POST", "/api/projects/{project}/proposals/{proposal_id}/review"),
         ("POST", "/api/projects/{project}/uploads"), ("POST", "/api/projects/{project}/uploads/{upload}/files"),
-        ("POST", "/api/projects/{project}/uploads/{upload}/import"),
+        ("POST", "/api/projects/{project}/uploads/{upload}/import"), ("GET", "/api/training/settings"),
     }
     assert operations == expected
     assert "ImageClass" in schema["components"]["schemas"]

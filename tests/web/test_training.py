@@ -71,6 +71,24 @@ def test_training_rejects_unknown_body_field(api, good_parts) -> None:
     assert "body.epochs: Extra inputs" in answer.json()["error"]
 
 
+@pytest.mark.parametrize(("settings", "words"), [
+    ({"epochs": 1000}, "setting 'epochs' is 1000, outside its safe range 1 to 100"),
+    ({"epochs": 2.5}, "use a whole number"),
+    ({"layers": 3}, "setting 'layers' is unknown"),
+])
+def test_training_rejects_unsafe_setting(api, good_parts, settings, words) -> None:
+    answer = api.post("/api/projects/good/training", json={"settings": settings})
+    assert answer.status_code == 400
+    assert words in answer.json()["error"]
+    assert api.get("/api/jobs").json() == []
+
+
+def test_training_settings_list_ranges(api) -> None:
+    settings = {row["name"]: row for row in api.get("/api/training/settings").json()}
+    assert settings["epochs"] == {"name": "epochs", "min": 1, "max": 100, "integer": True}
+    assert settings["learning_rate"]["integer"] is False
+
+
 def test_progress_recorded_while_running(workspace, monkeypatch) -> None:
     workspace.create_project("parts", "classification")
     seen = []

@@ -186,9 +186,10 @@ class BulkChange(Body):
 
 
 class TrainRequest(Body):
-    settings: dict[str, float | int | str] | None = Field(
+    settings: dict[str, bool | int | float | str] | None = Field(
         None, description="Settings to use in place of the auto-tuner's, such as `{\"epochs\": 20}`; each is "
-                          "checked against its safe range when the job starts, and a failed check fails the job.")
+                          "checked against its safe range (GET /api/training/settings), and one outside it is "
+                          "rejected with status 400.")
 
 
 class EvaluationRequest(Body):

@@ -31,8 +31,21 @@ def start_training(project: str, workspace: WorkspaceParameter, body: TrainReque
     """Train on the project's labeled images with the auto-tuner's settings (or `settings` in their place). The
     job's `progress` shows how far it is; once it succeeded, its `result` has `model_id`, `threshold`,
     `counts`, `seconds` and the `settings` used."""
+    from defectlab.training.autotune import validate_overrides
+
     options = (body or TrainRequest()).model_dump(exclude_none=True)
+    validate_overrides(options.get("settings") or {})
     return start_job(workspace, "train", project, options)
+
+
+@router.get("/training/settings", summary="The training settings a person may set, with their safe ranges")
+def read_training_settings() -> list[dict[str, Any]]:
+    """Return each numeric setting's `name`, `min`, `max` (inclusive) and whether it is an `integer`. A setting
+    left out of a training request keeps the auto-tuner's value."""
+    from defectlab.training.autotune import SETTING_RANGES
+
+    return [{"name": name, "min": low, "max": high, "integer": isinstance(low, int) and isinstance(high, int)}
+            for name, (low, high) in SETTING_RANGES.items()]
 
 
 @router.get("/projects/{project}/models", summary="List a project's models, oldest first")

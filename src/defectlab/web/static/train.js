@@ -59,6 +59,7 @@ async function draw() {
     h("section", { className: "card" },
       h("p", {}, "Trains on the labeled images with settings chosen from the data; images are split into "
         + "train, dev and test on their own when they have no split. It runs on this computer and may take minutes."),
+      advancedPanel(),
       h("button", { type: "button", id: "train", className: "primary", disabled: running, onclick: startTraining },
         running ? "Training…" : "Train a model")),
     h("section", { id: "jobs" }, ...cards),
@@ -72,9 +73,39 @@ async function draw() {
   if (running) polling = setTimeout(() => draw().catch(showError), POLL_MS);
 }
 
+// The "Advanced" panel: one field per setting, limited to its safe range; an empty field keeps the
+// auto-tuner's choice. It is built once and kept across redraws, so typed values survive the polling.
+let advanced = null;
+
+function advancedPanel() {
+  if (advanced) return advanced;
+  const form = h("form", { id: "advanced-settings", className: "settings" });
+  advanced = h("details", { id: "advanced" }, h("summary", {}, "Advanced settings"),
+    h("p", { className: "muted" }, "Leave a field empty to let the auto-tuner choose. Each field takes only values in its safe range."),
+    form);
+  api("GET", "/training/settings").then((settings) => {
+    form.replaceChildren(...settings.map((setting) => h("label", {}, `${setting.name.replaceAll("_", " ")} `,
+      h("input", { type: "number", name: setting.name, min: setting.min, max: setting.max, step: setting.integer ? 1 : "any",
+        placeholder: `${setting.min} to ${setting.max}` }))));
+  }).catch(showError);
+  return advanced;
+}
+
+// Return the settings typed in the advanced panel, or null when one is outside its range (the browser says which).
+function chosenSettings() {
+  const form = document.querySelector("#advanced-settings");
+  if (!form) return {};
+  if (!form.reportValidity()) return null;
+  const settings = {};
+  for (const input of form.querySelectorAll("input")) if (input.value !== "") settings[input.name] = Number(input.value);
+  return settings;
+}
+
 async function startTraining() {
+  const settings = chosenSettings();
+  if (settings === null) return;
   try {
-    const job = await api("POST", projectPath(project, "training"), {});
+    const job = await api("POST", projectPath(project, "training"), Object.keys(settings).length ? { settings } : {});
     showMessage(`Training job ${job.id} started.`);
     await draw();
   } catch (error) {
