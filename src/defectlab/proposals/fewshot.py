@@ -7,8 +7,12 @@ the images that are new. Then:
 
 * with labeled images of two classes or more, a patch head
   (``fit_patch_head``, the classifier's head without its fine-tuning) trains on
-  the labeled images in a few seconds and gives every unlabeled image its most
-  probable class; the confidence is that class's probability;
+  the labeled images in a few seconds and gives every unlabeled image its class
+  probabilities. Those assume the class shares of the labeled images, but people
+  label a few of each class while most unlabeled parts are good, so the shares
+  of the unlabeled images are estimated from the probabilities themselves and
+  the probabilities adjusted to them (``adjust_to_pool``). The proposal is the
+  most probable class and its confidence that class's probability;
 * with labeled good images only (an anomaly project's start), each patch is
   compared with the good images' patches: an image whose least familiar patch
   lies farther from every good patch than any good image's own (left out of the
@@ -34,15 +38,19 @@ from defectlab.models.efficientnet import load_efficientnet_lite0
 from defectlab.models.preprocess import to_batch
 from defectlab.training.patches import extract_patch_features, fit_patch_head, patch_probabilities, transform_copy
 
-__all__ = ["COPIES", "EPOCHS", "FeatureCache", "Guess", "guess_by_distance", "guess_classes", "patch_features"]
+__all__ = ["COPIES", "EPOCHS", "MIN_POOL", "FeatureCache", "Guess", "adjust_to_pool", "guess_by_distance",
+           "guess_classes", "patch_features"]
 
 logger = logging.getLogger(__name__)
 
 COPIES = ("identity", "horizontal_flip")
 """Copies of each image whose features are kept: training samples one per step, proposals average both."""
 
-EPOCHS = 40
+EPOCHS = 60
 """Passes of the patch head over the labeled images; a few seconds for a few hundred images."""
+
+MIN_POOL = 20
+"""Unlabeled images needed before their class shares are estimated; fewer give too noisy an estimate."""
 
 _BATCH = 16
 
@@ -143,11 +151,42 @@ def guess_classes(labeled: Sequence[torch.Tensor], labels: Sequence[str], unlabe
                                 f"all {present or 'of no class'}. Label a few images of another class")
     index = {name: position for position, name in enumerate(present)}
     given = np.array([index[label] for label in labels])
-    counts = np.bincount(given, minlength=len(present))
-    weights = len(given) / (len(present) * counts)
-    head = fit_patch_head(labeled, given, present, epochs=EPOCHS, seed=seed, weights=weights.tolist())
+    head = fit_patch_head(labeled, given, present, epochs=EPOCHS, seed=seed)
     probabilities = patch_probabilities(head, unlabeled) if len(unlabeled[0]) else np.zeros((0, len(present)))
+    if len(probabilities) >= MIN_POOL:
+        shares = np.bincount(given, minlength=len(present)) / len(given)
+        probabilities = adjust_to_pool(probabilities, shares)
     return [Guess(present[int(row.argmax())], float(row.max())) for row in probabilities]
+
+
+def adjust_to_pool(probabilities: np.ndarray, trained_shares: np.ndarray, *, iterations: int = 100,
+                   tolerance: float = 1e-6) -> np.ndarray:
+    """Adjust class probabilities to the class shares of the images they describe, estimated from them.
+
+    A classifier's probabilities carry the class shares of its training images.
+    Expectation-maximization finds the shares ``q`` of the pool at which
+    ``q`` equals the mean of the adjusted probabilities, where a row is adjusted
+    by weighting class ``c`` with ``q[c] / trained_shares[c]`` and normalizing.
+
+    Args:
+        probabilities: ``(N, C)``, rows summing to 1.
+        trained_shares: ``(C,)`` class shares of the training images, all above 0.
+
+    Returns:
+        The adjusted probabilities, ``(N, C)`` float64.
+    """
+    given = np.asarray(probabilities, dtype=np.float64)
+    trained = np.asarray(trained_shares, dtype=np.float64)
+    shares = trained.copy()
+    adjusted = given
+    for _ in range(iterations):
+        weighted = given * (shares / trained)
+        adjusted = weighted / np.maximum(weighted.sum(axis=1, keepdims=True), 1e-12)
+        updated = adjusted.mean(axis=0)
+        if np.abs(updated - shares).max() < tolerance:
+            break
+        shares = updated
+    return adjusted
 
 
 def guess_by_distance(good: Sequence[torch.Tensor], unlabeled: Sequence[torch.Tensor],

@@ -185,7 +185,8 @@ def _from_model(workspace: Workspace, model_id: int, unlabeled: list[dict[str, A
     predictor = Predictor.from_artifact(artifact)
     pixels = StoredPixels(workspace.blobs, [i["sha256"] for i in unlabeled], [i["path"] for i in unlabeled])
     predictions = predictor.predict(pixels, paths=[i["path"] for i in unlabeled])
-    return [{"label": p.label, "confidence": _confidence(p), "regions": _regions(p)} for p in predictions]
+    return [{"label": p.label, "confidence": _confidence(p), "regions": _regions(p, predictor.class_names)}
+            for p in predictions]
 
 
 def _confidence(prediction: Prediction) -> float:
@@ -196,8 +197,11 @@ def _confidence(prediction: Prediction) -> float:
     return 0.5 + 0.5 * min(1.0, distance / max(min(prediction.threshold, 1 - prediction.threshold), 1e-6))
 
 
-def _regions(prediction: Prediction) -> list[dict[str, Any]] | None:
-    """Boxes of a detection model; masks (as crops of their box) of a segmentation model; None otherwise."""
+def _regions(prediction: Prediction, class_names: list[str]) -> list[dict[str, Any]] | None:
+    """Boxes of a detection model; masks (as crops of their box) of a segmentation model; None otherwise.
+
+    Only regions that pass their class's decision rule are proposed, as only those make the image defective.
+    """
     if prediction.boxes is not None:
         return [{"class": box["class"], "box": [float(v) for v in box["box"]], "score": float(box["score"])}
                 for box in prediction.boxes if box.get("counts", True)]
@@ -207,8 +211,8 @@ def _regions(prediction: Prediction) -> list[dict[str, Any]] | None:
     for region in prediction.regions:
         if not region.get("counts", True) or prediction.mask is None:
             continue
-        x0, y0, x1, y1 = (int(round(v)) for v in region["box"])
-        crop = prediction.mask[y0:y1 + 1, x0:x1 + 1] > 0
+        x0, y0, x1, y1 = (int(v) for v in region["box"])  # the end is exclusive
+        crop = prediction.mask[y0:y1, x0:x1] == class_names.index(region["class"])
         buffer = io.BytesIO()
         PILImage.fromarray((crop * 255).astype(np.uint8)).save(buffer, format="PNG")
         found.append({"class": region["class"], "score": float(region["score"]),
