@@ -143,6 +143,7 @@ def run(evaluate: str, threads: int) -> dict[str, Any]:
         detector.threshold = choose_threshold(dev_scores, [bool(listed) for listed in dev.boxes],
                                               escape_cost=ESCAPE_COST)
         evaluation, per_image_ms = measure(detector, splits[evaluate], class_names, detector.threshold)
+        dev_evaluation = evaluation if evaluate == "dev" else measure(detector, dev, class_names, detector.threshold)[0]
     finally:
         workspace.close()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -158,6 +159,7 @@ def run(evaluate: str, threads: int) -> dict[str, Any]:
         "ap50_95": evaluation.ap50_95,
         "recall_by_size": evaluation.recall_by_size,
         "image_level": evaluation.to_dict()["image_level"],
+        "dev": {"ap50": dev_evaluation.ap50, "ap50_95": dev_evaluation.ap50_95},
         "training_seconds": round(training_seconds, 1),
         "prediction_ms_per_image": round(per_image_ms, 1),
         "machine": {"cpus": len(os.sched_getaffinity(0)), "torch_threads": threads, "torch": torch.__version__,
@@ -186,6 +188,8 @@ def write_markdown(results: dict[str, Any]) -> str:
         "|---|---|",
         f"| AP at IoU 0.5 | {results['ap50']:.3f} |",
         f"| AP at IoU 0.5:0.95 | {results['ap50_95']:.3f} |",
+        f"| dev split: AP at IoU 0.5, and at 0.5:0.95 | {results['dev']['ap50']:.3f}, "
+        f"{results['dev']['ap50_95']:.3f} |",
         f"| recall at the threshold, IoU 0.5 | {recall} |",
         f"| escapes | {level['escapes']} of {level['defective_images']} defective images |",
         f"| overkills | {level['overkills']} of {level['good_images']} good images |",

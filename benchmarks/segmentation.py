@@ -1,9 +1,44 @@
-"""DRAFT segmentation benchmark."""
+"""Train the segmentation model on kolektorsdd and magnetic-tile and measure it on held-out images.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=src python benchmarks/segmentation.py --eval dev    # tuning: scores the dev split, prints only
+    PYTHONPATH=src python benchmarks/segmentation.py --eval test   # the held-out figures; writes the files
+
+Each dataset in ../shared/datasets is imported into a fresh temporary workspace
+as a segmentation project, with format detection, as the CLI imports it. The
+labeled images are split into train, dev and test by ``assign_splits``, with
+near duplicates (the same magnetic tile photographed at several exposures) kept
+in one split, as ``defectlab.training.run`` splits them. ``train_segmenter``
+sees the train split only. ``--eval test`` writes ``benchmarks/segmentation.json``
+and ``benchmarks/segmentation.md``.
+
+Figures:
+
+* kolektorsdd: image-level average precision and AUROC of the defect score
+  (the largest defect probability of any pixel). The escape rate at the
+  threshold that allows at most 5 % overkill is given twice: with the threshold
+  read on the dev split and applied to test, and read on test itself (a point
+  of the test curve). Pixel IoU and Dice of the defect class.
+* magnetic-tile: IoU and Dice per defect class and their mean over the five
+  defect classes, accumulated over all test images (``MT_Free`` included),
+  with each connected defect region given one class.
+
+Times are wall-clock seconds with 2 torch threads. The process's CPU seconds
+and the load average are recorded beside them, because on a shared machine
+other jobs slow training down, sometimes several times over.
+"""
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import logging
+import math
+import os
+import platform
+import resource
 import sys
 import tempfile
 import time
@@ -11,42 +46,58 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image as PILImage, ImageDraw
+import torch
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from defectlab.data.importer import import_path
 from defectlab.data.pixels import StoredPixels, Subset
 from defectlab.data.snapshot import SnapshotImage, freeze_image
+from defectlab.evaluation.masks import IGNORE_INDEX, evaluate_masks, to_class_map
 from defectlab.formats.records import OK_CLASS
 from defectlab.quality.duplicates import group_near_duplicates
-from defectlab.training.segmentation import IGNORE_INDEX
+from defectlab.training.segmentation import Segmenter, train_segmenter
 from defectlab.training.splits import assign_splits
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, Image
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DATASETS = REPOSITORY.parent / "shared" / "datasets"
+RESULTS_JSON = REPOSITORY / "benchmarks" / "segmentation.json"
+RESULTS_PAGE = REPOSITORY / "benchmarks" / "segmentation.md"
+THREADS = 2
+MAX_OVERKILL = 0.05
+BENCHMARKS = {"kolektorsdd": "kolektorsdd", "magnetic-tile": "magnetic-tile"}
 
 logger = logging.getLogger("benchmarks.segmentation")
 
 
 @dataclass
 class Project:
+    """A segmentation project's labeled images with their splits, pixels and class masks."""
+
     name: str
     class_names: list[str]
     images: list[SnapshotImage]
     pixels: StoredPixels
-    masks: "ClassMasks"
+    masks: ClassMasks
 
     def indices(self, split: str) -> list[int]:
-        return [i for i, image in enumerate(self.images) if image.split == split]
+        return [index for index, image in enumerate(self.images) if image.split == split]
 
 
 class ClassMasks(Sequence):
-    """Per snapshot image, a class-index mask ``(H, W)`` uint8 drawn from its regions."""
+    """Per image, a class-index mask ``(H, W)`` uint8 drawn from its regions, decoded on access.
+
+    A defective image without regions is all ``IGNORE_INDEX``: its defect was
+    never drawn, so none of its pixels is known to be good.
+    """
 
     def __init__(self, workspace: Workspace, images: Sequence[SnapshotImage], class_names: Sequence[str]) -> None:
         self.workspace = workspace
@@ -59,45 +110,267 @@ class ClassMasks(Sequence):
     def __getitem__(self, index: int) -> np.ndarray:
         image = self.images[index]
         mask = np.zeros((image.height, image.width), dtype=np.uint8)
-        if image.label not in (None, OK_CLASS) and not image.regions:
+        if image.label != OK_CLASS and not image.regions:
             mask[:] = IGNORE_INDEX
         for region in image.regions:
-            mask[_region_pixels(self.workspace, region, mask.shape)] = self.index[region["class"]]
+            mask[self._region_pixels(region, mask.shape)] = self.index[region["class"]]
         return mask
 
-
-def _region_pixels(workspace: Workspace, region: dict, shape: tuple[int, int]) -> np.ndarray:
-    if region["kind"] == "mask":
-        return np.asarray(PILImage.open(io.BytesIO(workspace.blobs.get(region["mask_sha256"]))).convert("L")) > 0
-    canvas = PILImage.new("1", (shape[1], shape[0]), 0)
-    draw = ImageDraw.Draw(canvas)
-    if region["kind"] == "box":
-        draw.rectangle(region["geometry"], fill=1)
-    else:
-        points = region["geometry"]
-        draw.polygon(list(zip(points[0::2], points[1::2])), fill=1)
-    return np.asarray(canvas, dtype=bool)
+    def _region_pixels(self, region: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
+        if region["kind"] == "mask":
+            return np.asarray(PILImage.open(io.BytesIO(self.workspace.blobs.get(region["mask_sha256"]))).convert("L")) > 0
+        canvas = PILImage.new("1", (shape[1], shape[0]), 0)
+        draw = ImageDraw.Draw(canvas)
+        if region["kind"] == "box":
+            draw.rectangle(region["geometry"], fill=1)
+        else:
+            points = region["geometry"]
+            draw.polygon(list(zip(points[0::2], points[1::2])), fill=1)
+        return np.asarray(canvas, dtype=bool)
 
 
 def load_project(workspace: Workspace, name: str, source: Path) -> Project:
+    """Import ``source`` into a new segmentation project and split its labeled images."""
     workspace.create_project(name, "segmentation")
-    import_path(workspace, name, source)
+    report = import_path(workspace, name, source)
     with workspace.session() as session:
         project = workspace.get_project(session, name)
-        classes = [defect_class.name for defect_class in project.classes if defect_class.name != OK_CLASS]
+        defect_classes = sorted(item.name for item in project.classes if item.name != OK_CLASS)
         rows = session.scalars(
             select(Image).where(Image.project_id == project.id).order_by(Image.path)
             .options(selectinload(Image.annotations).selectinload(Annotation.defect_class))
         ).all()
-        images = [freeze_image(row) for row in rows if True]
-    images = [image for image in images if image.label is not None]
+        images = [image for image in (freeze_image(row) for row in rows) if image.label is not None]
+
     pixels = StoredPixels(workspace.blobs, [image.sha256 for image in images], [image.path for image in images])
+    assigned = assign_splits(images, task="segmentation", near=_near_duplicate_groups(images, pixels))
+    images = [replace(image, split=assigned.get(image.image_id, image.split)) for image in images]
+    class_names = [OK_CLASS, *defect_classes]
+    logger.info("%s: %d images imported, %d labeled; splits %s", name, report.added, len(images),
+                dict(Counter((image.split, image.label) for image in images)))
+    return Project(name, class_names, images, pixels, ClassMasks(workspace, images, class_names))
+
+
+def _near_duplicate_groups(images: list[SnapshotImage], pixels: StoredPixels) -> dict[int, str]:
     groups = group_near_duplicates(pixels)
     sizes = Counter(groups)
-    near = {image.image_id: f"group-{group}" for image, group in zip(images, groups) if sizes[group] > 1}
-    assigned = assign_splits(images, task="segmentation", near=near)
-    images = [replace(image, split=assigned.get(image.image_id, image.split)) for image in images]
-    class_names = [OK_CLASS, *sorted(classes)]
-    logger.info("%s: %d images, %d near-duplicate groups, splits %s", name, len(images),
-                sum(1 for size in sizes.values() if size > 1), Counter(image.split for image in images))
-    return Project(name, class_names, images, pixels, ClassMasks(workspace, images, class_names))
+    return {image.image_id: f"group-{group}" for image, group in zip(images, groups) if sizes[group] > 1}
+
+
+def train(project: Project) -> tuple[Segmenter, dict[str, Any]]:
+    """Train on the train split; return the model and the time it took."""
+    train_rows = project.indices("train")
+    load_before = os.getloadavg()
+    cpu_before = _cpu_seconds()
+    started = time.perf_counter()
+    model = train_segmenter(Subset(project.pixels, train_rows), Subset(project.masks, train_rows),
+                            project.class_names)
+    timing = {
+        "training_seconds": round(time.perf_counter() - started, 1),
+        "training_cpu_seconds": round(_cpu_seconds() - cpu_before, 1),
+        "load_average_before": [round(value, 2) for value in load_before],
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+    }
+    return model, timing
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Predictions:
+    """What the model said about the images of one split, kept small: class maps, not probabilities."""
+
+    rows: list[int]
+    scores: np.ndarray
+    class_maps: list[np.ndarray]
+    ms_per_image: float
+
+
+def predict(model: Segmenter, project: Project, split: str) -> Predictions:
+    """Predict the split's images one at a time (decoded beforehand, so the time excludes decoding)."""
+    rows = project.indices(split)
+    scores, class_maps, seconds = [], [], 0.0
+    for row in rows:
+        pixels = project.pixels[row]
+        started = time.perf_counter()
+        (probabilities,) = model.predict([pixels])
+        seconds += time.perf_counter() - started
+        scores.append(float(model.defect_scores([probabilities])[0]))
+        class_maps.append(to_class_map(probabilities, one_class_per_region=True))
+    return Predictions(rows, np.array(scores), class_maps, round(1000 * seconds / max(len(rows), 1), 1))
+
+
+def threshold_at_overkill(good_scores: np.ndarray, max_overkill: float = MAX_OVERKILL) -> float:
+    """Return the lowest threshold at which at most ``max_overkill`` of the good images score above it."""
+    ordered = np.sort(np.asarray(good_scores))[::-1]
+    allowed = int(math.floor(max_overkill * len(ordered)))
+    return float(ordered[allowed]) if allowed < len(ordered) else 0.0
+
+
+def image_level(is_defect: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Return escapes and overkills when images scoring above ``threshold`` are called defective."""
+    called = scores > threshold
+    escapes = int(np.sum(is_defect & ~called))
+    overkills = int(np.sum(~is_defect & called))
+    return {"threshold": round(threshold, 4), "escapes": escapes, "defective_images": int(is_defect.sum()),
+            "escape_rate": round(escapes / max(int(is_defect.sum()), 1), 4), "overkills": overkills,
+            "good_images": int((~is_defect).sum()), "overkill_rate": round(overkills / max(int((~is_defect).sum()), 1), 4)}
+
+
+def pixel_figures(project: Project, predictions: Predictions) -> dict[str, Any]:
+    evaluation = evaluate_masks((project.masks[row] for row in predictions.rows), predictions.class_maps,
+                                project.class_names)
+    return {
+        "iou": {name: _rounded(value) for name, value in zip(project.class_names, evaluation.iou)},
+        "dice": {name: _rounded(value) for name, value in zip(project.class_names, evaluation.dice)},
+        "mean_defect_iou": _rounded(evaluation.mean_defect_iou),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def measure(project: Project, model: Segmenter, split: str) -> dict[str, Any]:
+    """Return the image-level and pixel figures of ``model`` on ``split``.
+
+    With ``split == "test"`` the dev split's figures are added under ``"dev"``,
+    so that choices between runs can be made on dev figures alone.
+    """
+    held_out = predict(model, project, split)
+    figures = {"split": split, **split_figures(project, held_out)}
+    if split == "test":
+        dev = predict(model, project, "dev")
+        figures["at_5_percent_overkill_on_dev"] = image_level(
+            _is_defect(project, held_out), held_out.scores,
+            threshold_at_overkill(dev.scores[~_is_defect(project, dev)]))
+        figures["dev"] = split_figures(project, dev)
+    return figures
+
+
+def split_figures(project: Project, predictions: Predictions) -> dict[str, Any]:
+    """Return the image-level and pixel figures of one split's predictions."""
+    is_defect = _is_defect(project, predictions)
+    return {
+        "images": len(predictions.rows),
+        "defective_images": int(is_defect.sum()),
+        "image_average_precision": round(float(average_precision_score(is_defect, predictions.scores)), 4),
+        "image_auroc": round(float(roc_auc_score(is_defect, predictions.scores)), 4),
+        "at_5_percent_overkill_on_this_split": image_level(
+            is_defect, predictions.scores, threshold_at_overkill(predictions.scores[~is_defect])),
+        "prediction_ms_per_image": predictions.ms_per_image,
+        **pixel_figures(project, predictions),
+    }
+
+
+def _is_defect(project: Project, predictions: Predictions) -> np.ndarray:
+    return np.array([project.images[row].label != OK_CLASS for row in predictions.rows])
+
+
+def run(name: str, split: str, workspace: Workspace) -> dict[str, Any]:
+    project = load_project(workspace, name, DATASETS / BENCHMARKS[name])
+    model, timing = train(project)
+    counts = {part: len(project.indices(part)) for part in ("train", "dev", "test")}
+    logger.info("%s trained in %.1f s", name, timing["training_seconds"])
+    return {"images": counts, "class_names": project.class_names, "input_size": list(model.input_size),
+            "settings": model.settings, **timing, **measure(project, model, split)}
+
+
+def write_page(results: dict[str, Any]) -> None:
+    """Write the short results page ``benchmarks/segmentation.md``."""
+    kolektor, tiles = results.get("kolektorsdd"), results.get("magnetic-tile")
+    lines = [
+        "# Segmentation benchmark",
+        "",
+        f"Command (repository root): `{results['command']}`",
+        "",
+        f"Machine: {results['machine']['cpus']} CPUs, torch {results['machine']['torch']} with "
+        f"{THREADS} threads. {results['machine']['note']}",
+        "",
+        "Model: `defectlab.training.segmentation.train_segmenter` with its own settings, trained on the "
+        "train split; figures on the test split, which guided no setting.",
+        "",
+    ]
+    if kolektor:
+        dev_point, test_point = kolektor["at_5_percent_overkill_on_dev"], kolektor["at_5_percent_overkill_on_this_split"]
+        lines += [
+            "## kolektorsdd",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| test images (defective) | {kolektor['images']} ({kolektor['defective_images']}) |",
+            f"| image average precision | {kolektor['image_average_precision']} |",
+            f"| image AUROC | {kolektor['image_auroc']} |",
+            f"| escape rate at the dev threshold {dev_point['threshold']} | {dev_point['escape_rate']} "
+            f"(overkill {dev_point['overkill_rate']}) |",
+            f"| escape rate at ≤5 % test overkill (threshold {test_point['threshold']}) | "
+            f"{test_point['escape_rate']} (overkill {test_point['overkill_rate']}) |",
+            f"| defect pixel IoU / Dice | {kolektor['iou']['defect']} / {kolektor['dice']['defect']} |",
+            f"| training seconds (CPU seconds) | {kolektor['training_seconds']} ({kolektor['training_cpu_seconds']}) |",
+            f"| load average before / after training | {kolektor['load_average_before'][0]} / "
+            f"{kolektor['load_average_after'][0]} |",
+            f"| prediction ms per image | {kolektor['prediction_ms_per_image']} |",
+            "",
+        ]
+    if tiles:
+        defect_names = tiles["class_names"][1:]
+        lines += [
+            "## magnetic-tile",
+            "",
+            "| class | IoU | Dice |",
+            "|---|---|---|",
+            *[f"| {name} | {tiles['iou'][name]} | {tiles['dice'][name]} |" for name in defect_names],
+            f"| **mean of the defect classes** | **{tiles['mean_defect_iou']}** | |",
+            "",
+            f"Test images: {tiles['images']} ({tiles['defective_images']} defective); image average precision "
+            f"{tiles['image_average_precision']}; training {tiles['training_seconds']} s "
+            f"({tiles['training_cpu_seconds']} CPU s, load average {tiles['load_average_before'][0]} before, "
+            f"{tiles['load_average_after'][0]} after); prediction {tiles['prediction_ms_per_image']} ms per image.",
+            "",
+        ]
+    lines += results.get("notes", [])
+    RESULTS_PAGE.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--eval", choices=["dev", "test"], default="dev",
+                        help="split to score: dev while tuning, test once for the recorded figures")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="datasets to run (default: both)")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(THREADS)
+    if not DATASETS.is_dir():
+        sys.exit(f"{DATASETS} is missing; the segmentation benchmark needs the real datasets")
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="defectlab-segmentation-") as scratch:
+        workspace = Workspace.open(Path(scratch) / "workspace")
+        try:
+            for name in arguments.only or sorted(BENCHMARKS):
+                results[name] = run(name, arguments.eval, workspace)
+        finally:
+            workspace.close()
+    results["command"] = " ".join(["PYTHONPATH=src python benchmarks/segmentation.py", *(argv or sys.argv[1:])])
+    results["machine"] = {"cpus": os.cpu_count(), "torch_threads": THREADS, "python": platform.python_version(),
+                          "torch": torch.__version__, "note": _load_note(results)}
+    print(json.dumps(results, indent=2))
+    if arguments.eval == "test":
+        RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+        write_page(results)
+
+
+def _load_note(results: dict[str, Any]) -> str:
+    loads = [value for entry in results.values() if isinstance(entry, dict)
+             for value in entry.get("load_average_before", [])[:1] + entry.get("load_average_after", [])[:1]]
+    if loads and max(loads) > 2.5:
+        return (f"The machine was shared and busy (1-minute load average up to {max(loads):.1f} on 2 CPUs), "
+                "so wall-clock times are longer than on an idle machine.")
+    return "The load average stayed at or below 2.5 on 2 CPUs during training."
+
+
+if __name__ == "__main__":
+    main()
