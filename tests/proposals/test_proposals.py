@@ -319,3 +319,24 @@ def test_features_need_two_labeled_classes(tmp_path: Path, workspace) -> None:
     with pytest.raises(InvalidInputError, match="source 'guess' is invalid"):
         make_proposals(workspace, "parts", source="guess")
     assert list_proposals(workspace, "parts") == []
+
+
+def test_anomaly_project_proposes_from_good_images(tmp_path: Path, workspace) -> None:
+    write_parts(tmp_path / "source", 6, seed=6)
+    shutil.rmtree(tmp_path / "source" / "scratch")
+    workspace.create_project("parts", "anomaly", ["spot"])
+    import_path(workspace, "parts", tmp_path / "source")
+    spots = [row for row in list_images(workspace, "parts") if row["label"] == "spot"]
+    good = [row for row in list_images(workspace, "parts") if row["label"] == "ok"]
+    # Unlabel every image, then label four good ones again: two good images and the spots stay unlabeled.
+    unlabel(workspace, "6_")
+    for row in good[:4]:
+        set_image_class(workspace, "parts", row["id"], "ok", labeler="ann")
+
+    summary = make_proposals(workspace, "parts", source="features", blind_share=0.0)
+
+    assert summary["proposed"] == len(spots) + 2
+    proposed = {row["image_id"]: row["label"] for row in list_proposals(workspace, "parts")}
+    assert set(proposed.values()) <= {"ok", "spot"}
+    # A spot (a disc of radius 4 to 8 px) is the least familiar patch of its image, so one miss at most.
+    assert sum(proposed[row["id"]] == "spot" for row in spots) >= len(spots) - 1
