@@ -94,7 +94,7 @@ def correct(
     class_name: Annotated[str, typer.Option("--class", help="The right class, such as ok or scratch.")],
     reviewer: ReviewerOption = None,
 ) -> None:
-    """Give the right class instead of the proposed one (also how a blind check is answered)."""
+    """Give the right class instead of the proposed one; a blind check is labeled this way too."""
     _review(project, proposal, reviewer, "correct", class_name)
 
 
@@ -109,7 +109,7 @@ def report(
     project: ProjectArgument,
     as_json: Annotated[bool, flag("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """How often proposals were right per class, blind-check agreement and reviewing pace."""
+    """Show how often proposals were right per class, blind-check agreement and reviewing pace."""
     from defectlab.proposals import proposal_report
 
     found = proposal_report(open_workspace(), project)

@@ -1,9 +1,8 @@
 """Few-shot proposals: labels for unlabeled images from a handful of labeled ones, in seconds.
 
-The frozen EfficientNet-Lite0 turns every image into patch features once
-(``extract_patch_features``, an image and its mirror image); they are kept in
-the workspace's feature cache, so the next round of proposals only extracts
-the images that are new. Then:
+The frozen EfficientNet-Lite0 turns every image and its mirror image into
+patch features once (``extract_patch_features``). The workspace's feature cache
+keeps them, so the next round of proposals extracts only the new images. Then:
 
 * with labeled images of two classes or more, a patch head
   (``fit_patch_head``, the classifier's head without its fine-tuning) trains on

@@ -190,7 +190,7 @@ def _from_model(workspace: Workspace, model_id: int, unlabeled: list[dict[str, A
 
 
 def _confidence(prediction: Prediction) -> float:
-    """The proposed class's probability where the model gives one, else nearness of the score to 0 or 1."""
+    """Return the proposed class's probability where the model gives one, else how far the score is from the threshold."""
     if prediction.probabilities and prediction.label in prediction.probabilities:
         return float(prediction.probabilities[prediction.label])
     distance = abs(float(prediction.score) - float(prediction.threshold))

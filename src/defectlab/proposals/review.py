@@ -9,7 +9,7 @@ Proposals are served least confident first, because those need a person's
 look the most. A blind proposal is served without its label and regions; the
 reviewer's label is compared with it afterwards. When reviewers accept far more
 proposals than blind checks confirm, they are probably accepting without
-looking, and ``proposal_report`` says so.
+looking, and ``proposal_report`` warns about it.
 """
 
 from __future__ import annotations
@@ -139,12 +139,12 @@ def proposal_report(workspace: Workspace, project_name: str) -> dict[str, Any]:
     """Measure how the project's proposals fared with the people who reviewed them.
 
     Returns:
-        ``open``, ``reviewed`` and ``by_status`` counts; ``by_class``: per proposed
-        class, how many were reviewed and the share ``right`` (accepted, or the
-        reviewer gave the same class); ``blind``: the number of blind checks and
-        the share that ``agree`` with their proposal; ``accepted_share`` of the
-        proposals shown; ``reviewers``: per reviewer, reviews and ``per_hour``
-        (pauses longer than five minutes left out); and ``warnings``.
+        ``open``, ``reviewed`` and ``by_status`` counts. ``by_class``: per proposed
+        class, how many were reviewed and the share ``right`` (accepted, of those
+        not rejected). ``blind``: the number of blind checks and the share that
+        ``agree`` with their proposal. ``accepted_share``: of the proposals shown.
+        ``reviewers``: per reviewer, reviews and ``per_hour``, with pauses longer
+        than five minutes left out. ``warnings``: sentences for the reviewers.
     """
     with workspace.session() as session:
         project = workspace.get_project(session, project_name)
@@ -188,7 +188,7 @@ def _open_proposal(workspace: Workspace, project_name: str, proposal_id: int) ->
 
 
 def _accepted_regions(regions: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    """The proposed regions as labels: class and shape, without the model's score."""
+    """Return the proposed regions as labels: class and shape, without the model's score."""
     if not regions:
         return None
     return [{key: value for key, value in region.items() if key != "score"} for region in regions]
