@@ -39,7 +39,10 @@ def draw(kind: str, generator: np.random.Generator) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def parts(server, tmp_path_factory) -> list[int]:
-    """Create classification project ``parts``: three labeled images a class and four unlabeled; return their ids."""
+    """Create classification project ``parts`` with three labeled images a class and four unlabeled ones.
+
+    Returns the ids of the unlabeled images.
+    """
     folder = tmp_path_factory.mktemp("parts") / "images"
     folder.mkdir()
     generator = np.random.default_rng(11)
@@ -89,7 +92,7 @@ def test_review_by_keyboard(page, server, parts, shoot) -> None:
     expect(page.locator("#message")).to_contain_text(f"Proposed labels for {UNLABELED} images from features")
     proposals = open_proposals(page)
     assert sorted(row["image_id"] for row in proposals) == sorted(parts)
-    # Blind checks are drawn at random; the test makes the last proposal served one, so it comes up last.
+    # Blind checks are drawn at random, so the test makes the most confident proposal, served last, the blind one.
     with server.workspace.session() as session:
         session.execute(update(Proposal).where(Proposal.id.in_([row["id"] for row in proposals]))
                         .values(blind=False))
@@ -140,3 +143,82 @@ def test_review_by_keyboard(page, server, parts, shoot) -> None:
     assert statuses[first["id"]] == "accepted"
     assert statuses[second["id"]] == "corrected"
     assert statuses[third["id"]] == "rejected"
+
+    # A job started elsewhere is followed after a reload. The worker takes seconds to import PyTorch, so the
+    # page opens while the job still runs.
+    started = page.request.post("/api/projects/parts/proposals", data={"source": "features"})
+    assert started.status == 202, started.text()
+    page.reload()
+    expect(page.locator("#make-proposals")).to_have_text("Making proposals…")
+    expect(page.locator("#make-proposals")).to_be_disabled()
+    expect(page.locator("#proposed, #blind-check")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#make-proposals")).to_be_enabled()
+    assert [row["image_id"] for row in open_proposals(page)] == [third["image_id"]]
+
+
+@pytest.fixture(scope="module")
+def caps(server, tmp_path_factory) -> list[int]:
+    """Create detection project ``caps`` with eleven unlabeled 32x32 images; return their ids in path order."""
+    folder = tmp_path_factory.mktemp("caps") / "images"
+    folder.mkdir()
+    generator = np.random.default_rng(12)
+    for number in range(11):
+        Image.fromarray(draw("scratch", generator)).save(folder / f"cap_{number:02d}.png")
+    workspace = server.workspace
+    workspace.create_project("caps", "detection", ["scratch", "dent"])
+    import_path(workspace, "caps", folder, format="folders")
+    return [row["id"] for row in sorted(list_images(workspace, "caps"), key=lambda row: row["path"])]
+
+
+def insert_reviewed(workspace, image_ids: list[int]) -> None:
+    """Store five accepted proposals and five blind checks that contradicted theirs, as a hasty reviewer leaves them."""
+    from datetime import datetime, timedelta, timezone
+
+    started = datetime.now(timezone.utc) - timedelta(minutes=10)
+    with workspace.session() as session:
+        project_id = workspace.get_project(session, "caps").id
+        for number, image_id in enumerate(image_ids):
+            blind = number % 2 == 1
+            session.add(Proposal(project_id=project_id, image_id=image_id, source="model 1", label="scratch",
+                                 regions=None, confidence=0.9, blind=blind, reviewer="bob",
+                                 status="corrected" if blind else "accepted", answer="ok" if blind else "scratch",
+                                 reviewed_at=started + timedelta(seconds=3 * number)))
+
+
+def test_region_proposal_and_warning(page, server, caps, shoot) -> None:
+    insert_reviewed(server.workspace, caps[:10])
+    box = [10.0, 12.0, 28.0, 20.0]
+    with server.workspace.session() as session:
+        project_id = server.workspace.get_project(session, "caps").id
+        session.add(Proposal(project_id=project_id, image_id=caps[10], source="model 1", label="scratch",
+                             regions=[{"class": "scratch", "box": box, "score": 0.6}], confidence=0.6))
+
+    page.goto("/projects/caps/review")
+    expect(page.locator("#proposed-class")).to_have_text("scratch")
+    expect(page.locator("#proposal")).to_contain_text("1 proposed region drawn on the image")
+    expect(page.locator("#report .warning")).to_contain_text("accepted without a close look")
+    page.wait_for_function("window.defectlabViewer && window.defectlabViewer.overviewLoaded()")
+    # The box's top edge is dashed in the first defect class's colour, #e6194b.
+    red_pixels = page.evaluate("""([x0, y0, x1]) => {
+        const viewer = window.defectlabViewer;
+        viewer.draw();
+        const ctx = viewer.canvas.getContext("2d");
+        const ratio = window.devicePixelRatio || 1;
+        let found = 0;
+        for (let x = x0; x <= x1; x += 0.5) {
+          const point = viewer.toScreen(x, y0);
+          // The 2-pixel line straddles the edge, so the three rows around it are read.
+          const data = ctx.getImageData(Math.round(point.x * ratio), Math.round(point.y * ratio) - 1, 1, 3).data;
+          const rows = [0, 4, 8].map((i) => [data[i], data[i + 1], data[i + 2]]);
+          if (rows.some(([r, g, b]) => r > 180 && g < 80 && b < 120)) found += 1;
+        }
+        return found;
+    }""", [box[0], box[1], box[2]])
+    assert red_pixels > 10
+    shoot(page, "1-region-proposal")
+
+    page.keyboard.press("Enter")
+    expect(page.locator("#none-left")).to_be_visible()
+    saved = page.request.get(f"/api/projects/caps/images/{caps[10]}/annotations").json()
+    assert [region["class"] for region in saved["regions"]] == ["scratch"]
+    assert saved["regions"][0]["box"] == box

@@ -217,7 +217,7 @@ function drawActions() {
     dataset: { class: name }, disabled: none, onclick: () => correct(name),
   }, index < 9 ? `${index + 1} ` : "", name));
   const correctWords = imageLevel() ? "Correct the class:"
-    : "Correct: a class key keeps the proposed regions and gives them that class; N means no defect and no regions.";
+    : "Correct: a class key keeps the proposed regions and gives them that class. N means no defect and no regions.";
   document.querySelector("#actions").replaceChildren(
     h("div", { className: "row" },
       h("button", {
@@ -249,11 +249,14 @@ async function review(action, className) {
   const reviewer = requireName();
   if (!reviewer) return;
   const body = { reviewer, action };
-  if (action === "correct") {
-    body.class = className;
-    if (!imageLevel() && className !== "ok" && current.regions && current.regions.length) {
-      body.regions = current.regions.map((region) => ({ ...region, class: className, score: undefined }));
+  if (action === "correct") body.class = className;
+  if (action === "correct" && !imageLevel() && className !== "ok") {
+    // NOTE: regions cannot be drawn on this page yet, so a class key can only relabel the proposed ones.
+    if (!current.regions || !current.regions.length) {
+      showMessage("This proposal has no regions to relabel. Reject it (R), then draw the regions on the labeling page.", "error");
+      return;
     }
+    body.regions = current.regions.map((region) => ({ ...region, class: className, score: undefined }));
   }
   reviewing = true;
   try {
