@@ -24,7 +24,7 @@ let info = null;          // the project: task and classes
 let current = null;       // the proposal on screen, from GET .../proposals/next
 let shownAt = 0;          // when it appeared, in ms since the epoch
 let viewer = null;
-let reviewing = false;    // true while a review request is pending, so keys pressed meanwhile do nothing
+let reviewing = false;    // true from sending a review until the next proposal is on screen
 let polling = null;
 
 // ---- the counter of this browser session ----
@@ -233,13 +233,13 @@ function drawActions() {
 
 async function showNext() {
   current = await api("GET", `${proposalsPath}/next`);
-  shownAt = Date.now();
-  const panel = document.querySelector("#review");
-  panel.dataset.proposal = current ? String(current.id) : "";
   drawProposalHeading();
   drawActions();
   drawCounter();
   await drawImage();
+  // The proposal counts as shown once its image is drawn, which is also when keys act on it again.
+  shownAt = Date.now();
+  document.querySelector("#review").dataset.proposal = current ? String(current.id) : "";
 }
 
 // ---- reviewing ----
@@ -258,19 +258,30 @@ async function review(action, className) {
     }
     body.regions = current.regions.map((region) => ({ ...region, class: className, score: undefined }));
   }
+  // Keys stay ignored until the next proposal is on screen, so a quick second key never settles this one again.
   reviewing = true;
   try {
-    const settled = await api("POST", `${proposalsPath}/${current.id}/review`, body);
-    countReview();
-    showMessage(settledWords(settled));
-  } catch (error) {
-    // A proposal that someone else settled meanwhile returns 409, and the page moves on to the next one.
-    if (!(error instanceof ApiError && error.status === 409)) { showError(error); return; }
-    showMessage(error.message, "error");
+    if (await send(current.id, body)) {
+      drawReport().catch(showError);
+      await showNext();
+    }
   } finally {
     reviewing = false;
   }
-  await Promise.all([showNext(), drawReport()]);
+}
+
+// Send one review and return whether the page moves on: it was stored, or someone else settled it first (409).
+async function send(proposalId, body) {
+  try {
+    const settled = await api("POST", `${proposalsPath}/${proposalId}/review`, body);
+    countReview();
+    showMessage(settledWords(settled));
+    return true;
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 409)) { showError(error); return false; }
+    showMessage(error.message, "error");
+    return true;
+  }
 }
 
 function settledWords(settled) {
