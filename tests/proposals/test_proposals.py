@@ -190,6 +190,19 @@ def test_an_image_labeled_since_keeps_its_label(copy) -> None:
     assert label_of(copy, proposal["image_id"]) == other
 
 
+def test_labeled_image_proposal_is_superseded(copy) -> None:
+    first = next_proposal(copy, "parts")
+    set_image_class(copy, "parts", first["image_id"], "ok", labeler="bob")
+
+    following = next_proposal(copy, "parts")
+
+    assert following["id"] != first["id"]
+    assert following["remaining"] == 3 * UNLABELED - 1
+    statuses = {row["id"]: row["status"] for row in list_proposals(copy, "parts", status=None)}
+    assert statuses[first["id"]] == "superseded"
+    assert proposal_report(copy, "parts")["by_status"]["superseded"] == 1
+
+
 @pytest.mark.parametrize(("action", "class_name", "message"), [
     ("approve", None, "action 'approve' is invalid"),
     ("correct", None, "needs the right class"),
@@ -238,7 +251,8 @@ def test_report_counts_right_shares_and_blind_agreement(copy) -> None:
     report = proposal_report(copy, "parts")
 
     assert report["reviewed"] == 6 and report["open"] == 3 * UNLABELED - 6
-    assert report["by_status"] == {"open": 3 * UNLABELED - 6, "accepted": 3, "corrected": 2, "rejected": 1}
+    assert report["by_status"] == {"open": 3 * UNLABELED - 6, "accepted": 3, "corrected": 2, "rejected": 1,
+                                   "superseded": 0}
     assert report["blind"] == {"checks": 2, "agree": 0.5}
     # Shown: 2 accepted of 4 (the rejected one counts as shown and not accepted).
     assert report["accepted_share"] == 0.5

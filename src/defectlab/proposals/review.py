@@ -6,7 +6,8 @@ and ``reject`` leaves the image unlabeled. Training reads labels only, so an
 open or rejected proposal never reaches a model.
 
 Proposals are served least confident first, because those need a person's
-look the most. A blind proposal is served without its label and regions; the
+look the most. An open proposal of an image that someone labeled meanwhile (on
+the labeling page, say) is closed as ``superseded`` and not served. A blind proposal is served without its label and regions; the
 reviewer's label is compared with it afterwards. When reviewers accept far more
 proposals than blind checks confirm, they are probably accepting without
 looking, and ``proposal_report`` warns about it.
@@ -25,7 +26,7 @@ from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
 from defectlab.formats._layout import is_ok_folder
 from defectlab.formats.records import OK_CLASS
 from defectlab.workspace import Workspace
-from defectlab.workspace.schema import Image, Project, Proposal
+from defectlab.workspace.schema import Annotation, Image, Project, Proposal
 
 __all__ = ["ACTIONS", "RUBBER_STAMP_GAP", "list_proposals", "next_proposal", "proposal_report", "review_proposal"]
 
@@ -50,6 +51,7 @@ def list_proposals(workspace: Workspace, project_name: str, *, status: str | Non
     """
     with workspace.session() as session:
         project = workspace.get_project(session, project_name)
+        _supersede_labeled(session, project.id)
         query = select(Proposal, Image.path).join(Image, Image.id == Proposal.image_id).where(
             Proposal.project_id == project.id)
         if status is not None:
@@ -65,6 +67,7 @@ def next_proposal(workspace: Workspace, project_name: str) -> dict[str, Any] | N
     """
     with workspace.session() as session:
         project = workspace.get_project(session, project_name)
+        _supersede_labeled(session, project.id)
         open_rows = select(Proposal, Image.path).join(Image, Image.id == Proposal.image_id).where(
             Proposal.project_id == project.id, Proposal.status == "open")
         row = session.execute(open_rows.order_by(Proposal.confidence, Proposal.id).limit(1)).first()
@@ -150,17 +153,17 @@ def proposal_report(workspace: Workspace, project_name: str) -> dict[str, Any]:
         project = workspace.get_project(session, project_name)
         proposals = session.scalars(select(Proposal).where(Proposal.project_id == project.id)
                                     .order_by(Proposal.reviewed_at, Proposal.id)).all()
-        reviewed = [p for p in proposals if p.status != "open"]
+        reviewed = [p for p in proposals if p.status in ("accepted", "corrected", "rejected")]
         shown = [p for p in reviewed if not p.blind]
         blind = [p for p in reviewed if p.blind and p.answer is not None]
         accepted_share = _share(sum(p.status == "accepted" for p in shown), len(shown))
         agree_share = _share(sum(p.answer == p.label for p in blind), len(blind))
         report = {
             "project": project_name,
-            "open": len(proposals) - len(reviewed),
+            "open": sum(p.status == "open" for p in proposals),
             "reviewed": len(reviewed),
             "by_status": {status: sum(p.status == status for p in proposals)
-                          for status in ("open", "accepted", "corrected", "rejected")},
+                          for status in ("open", "accepted", "corrected", "rejected", "superseded")},
             "by_class": _by_class(shown),
             "blind": {"checks": len(blind), "agree": agree_share},
             "accepted_share": accepted_share,
@@ -168,6 +171,19 @@ def proposal_report(workspace: Workspace, project_name: str) -> dict[str, Any]:
             "warnings": _warnings(accepted_share, agree_share, len(blind)),
         }
     return report
+
+
+def _supersede_labeled(session: Any, project_id: int) -> None:
+    """Close the open proposals of images that someone labeled meanwhile, as ``superseded``: their label is kept."""
+    labeled = select(Annotation.image_id).join(Image, Image.id == Annotation.image_id).where(
+        Image.project_id == project_id)
+    stale = session.scalars(select(Proposal).where(Proposal.project_id == project_id, Proposal.status == "open",
+                                                   Proposal.image_id.in_(labeled))).all()
+    for proposal in stale:
+        proposal.status = "superseded"
+    if stale:
+        session.flush()
+        logger.info("%d open proposals superseded by labels given meanwhile", len(stale))
 
 
 def _open_proposal(workspace: Workspace, project_name: str, proposal_id: int) -> tuple[dict[str, Any], int, bool]:

@@ -295,7 +295,7 @@ class Proposal(Base):
     the labels of that moment) or ``model N``. ``label`` is the proposed
     image-level class and ``regions`` the proposed boxes (``class``, ``box``,
     ``score``), if any. ``status`` is ``open`` until reviewed, then ``accepted``,
-    ``corrected`` or ``rejected``. A ``blind`` proposal is a check: the reviewer
+    ``corrected`` or ``rejected``, or ``superseded`` when the image was labeled another way. A ``blind`` proposal is a check: the reviewer
     labels the image without seeing it, and ``answer`` records that label.
     """
 
