@@ -7,11 +7,11 @@ keeps them, so the next round of proposals extracts only the new images. Then:
 * with labeled images of two classes or more, a patch head
   (``fit_patch_head``, the classifier's head without its fine-tuning) trains on
   the labeled images in a few seconds and gives every unlabeled image its class
-  probabilities. Those assume the class shares of the labeled images, but people
-  label a few of each class while most unlabeled parts are good, so the shares
-  of the unlabeled images are estimated from the probabilities themselves and
-  the probabilities adjusted to them (``adjust_to_pool``). The proposal is the
-  most probable class and its confidence that class's probability;
+  probabilities. Those assume the class shares of the labeled images. But people
+  label a few of each class, while most unlabeled parts are good. So the shares
+  of the unlabeled images are estimated from the probabilities themselves, and
+  the probabilities are adjusted to them (``adjust_to_pool``). The proposal is
+  the most probable class, and its confidence is that class's probability;
 * with labeled good images only (an anomaly project's start), each patch is
   compared with the good images' patches: an image whose least familiar patch
   lies farther from every good patch than any good image's own (left out of the

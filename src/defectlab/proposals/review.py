@@ -240,7 +240,7 @@ def _by_class(shown: list[Proposal]) -> dict[str, dict[str, Any]]:
 
 
 def _pace(reviewed: list[Proposal]) -> dict[str, dict[str, Any]]:
-    """Reviews per reviewer and how many an hour, counting the time between consecutive reviews without pauses."""
+    """Count reviews per reviewer and how many an hour, from the time between consecutive reviews without pauses."""
     by_reviewer: dict[str, list[datetime]] = {}
     for proposal in reviewed:
         if proposal.reviewer and proposal.reviewed_at:
