@@ -64,7 +64,7 @@ def test_good_only_proposals_find_odd_patches() -> None:
     assert min(guess.confidence for guess in guesses[3:]) == 1.0
 
 
-def test_good_only_proposals_need_two_good_images() -> None:
+def test_good_only_needs_two_images() -> None:
     rng = np.random.default_rng(0)
 
     with pytest.raises(InvalidInputError, match="at least two labeled good images"):

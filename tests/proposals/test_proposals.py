@@ -78,7 +78,7 @@ def test_every_unlabeled_image_gets_one_proposal(proposed, copy) -> None:
     assert summary["blind"] == sum(row["blind"] for row in rows)
 
 
-def test_proposals_are_mostly_right_from_five_labels_per_class(copy) -> None:
+def test_five_labels_mostly_right(copy) -> None:
     paths = {row["id"]: row["path"] for row in list_images(copy, "parts")}
     with copy.session() as session:
         pairs = [(proposal.label, Path(paths[proposal.image_id]).parent.name)
@@ -126,7 +126,7 @@ def label_of(workspace: Workspace, image_id: int) -> str | None:
     return next(row["label"] for row in list_images(workspace, "parts") if row["id"] == image_id)
 
 
-def test_accept_makes_the_proposed_label_the_reviewers(copy) -> None:
+def test_accept_stores_proposed_label(copy) -> None:
     proposal = shown_proposal(copy)
 
     settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="accept")
@@ -159,7 +159,7 @@ def test_reject_leaves_the_image_unlabeled(copy) -> None:
     assert label_of(copy, proposal["image_id"]) is None
 
 
-def test_a_blind_check_cannot_be_accepted_and_records_agreement(copy) -> None:
+def test_blind_check_records_agreement(copy) -> None:
     proposal = blind_proposal(copy)
     with copy.session() as session:
         hidden = session.get(Proposal, proposal["id"]).label
@@ -180,7 +180,7 @@ def test_a_proposal_is_reviewed_once(copy) -> None:
         review_proposal(copy, "parts", proposal["id"], reviewer="bob", action="accept")
 
 
-def test_an_image_labeled_since_keeps_its_label(copy) -> None:
+def test_label_given_meanwhile_kept(copy) -> None:
     proposal = shown_proposal(copy)
     other = next(name for name in CLASSES if name != proposal["label"])
     set_image_class(copy, "parts", proposal["image_id"], other, labeler="bob")
@@ -222,7 +222,7 @@ def test_unknown_proposal_is_not_found(copy) -> None:
         review_proposal(copy, "parts", 9999, reviewer="ann", action="accept")
 
 
-def test_proposing_again_replaces_open_proposals_and_keeps_reviewed_ones(copy) -> None:
+def test_proposing_again_keeps_reviewed(copy) -> None:
     first = shown_proposal(copy)
     review_proposal(copy, "parts", first["id"], reviewer="ann", action="accept")
 
@@ -234,7 +234,7 @@ def test_proposing_again_replaces_open_proposals_and_keeps_reviewed_ones(copy) -
     assert [row["status"] for row in every if row["id"] == first["id"]] == ["accepted"]
 
 
-def test_report_counts_right_shares_and_blind_agreement(copy) -> None:
+def test_report_counts_right_shares(copy) -> None:
     shown = [row for row in list_proposals(copy, "parts") if not row["blind"]][:4]
     blind = [row for row in list_proposals(copy, "parts") if row["blind"]][:2]
     review_proposal(copy, "parts", shown[0]["id"], reviewer="ann", action="accept")
@@ -268,7 +268,7 @@ def test_report_counts_right_shares_and_blind_agreement(copy) -> None:
     assert report["warnings"] == []
 
 
-def test_report_warns_when_blind_checks_contradict_accepted_proposals(copy) -> None:
+def test_report_warns_on_rubber_stamping(copy) -> None:
     rows = list_proposals(copy, "parts")
     shown = [row for row in rows if not row["blind"]][:5]
     blind = [row for row in rows if row["blind"]][:5]
@@ -286,7 +286,7 @@ def test_report_warns_when_blind_checks_contradict_accepted_proposals(copy) -> N
     assert len(report["warnings"]) == 1 and "without a close look" in report["warnings"][0]
 
 
-def test_pace_counts_reviews_an_hour_without_pauses(copy) -> None:
+def test_pace_leaves_out_pauses(copy) -> None:
     rows = [row for row in list_proposals(copy, "parts") if not row["blind"]][:4]
     for row in rows:
         review_proposal(copy, "parts", row["id"], reviewer="ann", action="reject")

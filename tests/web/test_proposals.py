@@ -62,7 +62,7 @@ def test_propose_review_and_report(api, workspace, parts) -> None:
     assert report["by_status"]["accepted"] == 1 and report["open"] == UNLABELED - 1
 
 
-def test_blind_check_is_answered_with_a_class(api, workspace, parts) -> None:
+def test_blind_check_answered_with_class(api, workspace, parts) -> None:
     unlabel_some(workspace)
     propose(api)
     blind = next(row for row in api.get("/api/projects/parts/proposals").json() if row["blind"])
