@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,19 @@ def parts(workspace, tmp_path: Path) -> dict[str, int]:
 def api(workspace):
     with TestClient(create_app(workspace)) as client:
         yield client
+
+
+@pytest.fixture
+def ended_job(api) -> Callable[..., dict]:
+    """Return ``wait(job_id, seconds=300.0)``: poll a job until it is no longer running, and return it."""
+
+    def wait(job_id: int, seconds: float = 300.0) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            job = api.get(f"/api/jobs/{job_id}").json()
+            if job["status"] != "running":
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} still runs after {seconds} s")
+
+    return wait

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from defectlab.data.annotations import save_annotations
 from defectlab.data.labels import list_images
 
@@ -19,29 +17,18 @@ def unlabel_some(workspace) -> list[int]:
     return [row["id"] for row in chosen]
 
 
-def finished(api, job_id: int, seconds: float = 300.0) -> dict:
-    """Poll a job until it is no longer running and return it."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = api.get(f"/api/jobs/{job_id}").json()
-        if job["status"] != "running":
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still runs after {seconds} s: {job}")
-
-
-def propose(api) -> dict:
+def propose(api, ended_job) -> dict:
     started = api.post("/api/projects/parts/proposals", json={"source": "features", "blind_share": 0.5})
     assert started.status_code == 202, started.text
-    job = finished(api, started.json()["id"])
+    job = ended_job(started.json()["id"])
     assert job["status"] == "succeeded", job
     return job["result"]
 
 
-def test_propose_review_and_report(api, workspace, parts) -> None:
+def test_propose_review_and_report(api, workspace, parts, ended_job) -> None:
     unlabeled = unlabel_some(workspace)
 
-    result = propose(api)
+    result = propose(api, ended_job)
 
     assert result["proposed"] == len(unlabeled) == UNLABELED
     listed = api.get("/api/projects/parts/proposals").json()
@@ -54,17 +41,20 @@ def test_propose_review_and_report(api, workspace, parts) -> None:
     again = api.post(f"/api/projects/parts/proposals/{shown['id']}/review",
                      json={"reviewer": "bob", "action": "reject"})
 
-    assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
-    assert again.status_code == 409 and "already accepted by ann" in again.json()["error"]
+    assert accepted.status_code == 200
+    assert accepted.json()["status"] == "accepted"
+    assert again.status_code == 409
+    assert "already accepted by ann" in again.json()["error"]
     image = api.get(f"/api/projects/parts/images/{shown['image_id']}").json()
     assert image["label"] == shown["label"]
     report = api.get("/api/projects/parts/proposals/report").json()
-    assert report["by_status"]["accepted"] == 1 and report["open"] == UNLABELED - 1
+    assert report["by_status"]["accepted"] == 1
+    assert report["open"] == UNLABELED - 1
 
 
-def test_blind_check_answered_with_class(api, workspace, parts) -> None:
+def test_blind_check_answered_with_class(api, workspace, parts, ended_job) -> None:
     unlabel_some(workspace)
-    propose(api)
+    propose(api, ended_job)
     blind = next(row for row in api.get("/api/projects/parts/proposals").json() if row["blind"])
 
     refused = api.post(f"/api/projects/parts/proposals/{blind['id']}/review",
@@ -72,25 +62,30 @@ def test_blind_check_answered_with_class(api, workspace, parts) -> None:
     answered = api.post(f"/api/projects/parts/proposals/{blind['id']}/review",
                         json={"reviewer": "ann", "action": "correct", "class": "dent"})
 
-    assert refused.status_code == 400 and "blind check" in refused.json()["error"]
+    assert refused.status_code == 400
+    assert "blind check" in refused.json()["error"]
     assert answered.status_code == 200
     body = answered.json()
-    assert body["answer"] == "dent" and body["label"] in ("ok", "dent", "scratch")
+    assert body["answer"] == "dent"
+    assert body["label"] in ("ok", "dent", "scratch")
     assert body["agrees"] == (body["label"] == "dent")
 
 
-def test_next_and_invalid_requests(api, workspace, parts) -> None:
+def test_next_and_invalid_requests(api, workspace, parts, ended_job) -> None:
     assert api.get("/api/projects/parts/proposals/next").json() is None
     unlabel_some(workspace)
-    propose(api)
+    propose(api, ended_job)
 
     found = api.get("/api/projects/parts/proposals/next").json()
     listed = api.get("/api/projects/parts/proposals").json()
 
-    assert found["id"] == listed[0]["id"] and found["remaining"] == UNLABELED
+    assert found["id"] == listed[0]["id"]
+    assert found["remaining"] == UNLABELED
     bad = api.post(f"/api/projects/parts/proposals/{found['id']}/review", json={"reviewer": "ann", "action": "ok"})
-    assert bad.status_code == 400 and "action 'ok' is invalid" in bad.json()["error"]
+    assert bad.status_code == 400
+    assert "action 'ok' is invalid" in bad.json()["error"]
     unknown = api.post("/api/projects/parts/proposals", json={"source": "magic"})
     assert unknown.status_code == 202
-    job = finished(api, unknown.json()["id"])
-    assert job["status"] == "failed" and "source 'magic' is invalid" in job["error"]
+    job = ended_job(unknown.json()["id"])
+    assert job["status"] == "failed"
+    assert "source 'magic' is invalid" in job["error"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,6 @@ from defectlab.data.importer import import_path
 from defectlab.web import jobs
 from defectlab.web.jobs import describe_job, run_job
 from defectlab.workspace.schema import Job
-
-
-def wait_until_ended(api, job_id: int, seconds: float = 300.0) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = api.get(f"/api/jobs/{job_id}").json()
-        if job["status"] != "running":
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still runs after {seconds} s: {job}")
 
 
 @pytest.fixture
@@ -39,12 +28,12 @@ def good_parts(workspace, tmp_path: Path) -> str:
     return "good"
 
 
-def test_training_job_registers_model(api, good_parts) -> None:
+def test_training_job_registers_model(api, good_parts, ended_job) -> None:
     started = api.post("/api/projects/good/training", json={})
     assert started.status_code == 202
     assert started.json()["kind"] == "train"
 
-    job = wait_until_ended(api, started.json()["id"])
+    job = ended_job(started.json()["id"])
     assert job["status"] == "succeeded", job["error"]
     assert job["progress"]["done"] == job["progress"]["total"]
     assert job["progress"]["message"] == "Done"
@@ -55,11 +44,11 @@ def test_training_job_registers_model(api, good_parts) -> None:
     assert sum(result["counts"]["train"].values()) > 0
 
 
-def test_training_without_labels_fails_with_reason(api, workspace) -> None:
+def test_training_without_labels_fails_with_reason(api, workspace, ended_job) -> None:
     workspace.create_project("empty", "classification", ["dent"])
     started = api.post("/api/projects/empty/training")
     assert started.status_code == 202
-    job = wait_until_ended(api, started.json()["id"])
+    job = ended_job(started.json()["id"])
     assert job["status"] == "failed"
     assert "label" in job["error"]
     assert api.get("/api/projects/empty/models").json() == []
@@ -116,12 +105,12 @@ def test_progress_recorded_while_running(workspace, monkeypatch) -> None:
     assert ended["result"] == {"model_id": 0}
 
 
-def test_evaluation_lists_image_outcomes(api, good_parts) -> None:
-    trained = wait_until_ended(api, api.post("/api/projects/good/training", json={}).json()["id"])
+def test_evaluation_lists_image_outcomes(api, good_parts, ended_job) -> None:
+    trained = ended_job(api.post("/api/projects/good/training", json={}).json()["id"])
     model_id = trained["result"]["model_id"]
     started = api.post(f"/api/projects/good/models/{model_id}/evaluations", json={"split": "test"})
     assert started.status_code == 202
-    job = wait_until_ended(api, started.json()["id"])
+    job = ended_job(started.json()["id"])
     assert job["status"] == "succeeded", job["error"]
     result = job["result"]
     assert result["class_names"] == ["ok", "anomaly"]

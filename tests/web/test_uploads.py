@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 
 import numpy as np
@@ -15,16 +14,6 @@ def png(value: int, size: int = 16) -> bytes:
     stream = io.BytesIO()
     Image.fromarray(np.full((size, size), value, dtype=np.uint8)).save(stream, format="PNG")
     return stream.getvalue()
-
-
-def wait_until_ended(api, job_id: int, seconds: float = 120.0) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = api.get(f"/api/jobs/{job_id}").json()
-        if job["status"] != "running":
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still runs after {seconds} s")
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def upload(api, files: list[tuple[str, bytes]]) -> tuple[str, dict]:
     return upload_id, sent
 
 
-def test_folder_with_bad_file_imports_rest(api, plates, workspace) -> None:
+def test_folder_with_bad_file_imports_rest(api, plates, workspace, ended_job) -> None:
     truncated = png(200)[:40]
     upload_id, sent = upload(api, [("parts/good/0.png", png(10)), ("parts/good/1.png", png(20)),
                                    ("parts/scratch/0.png", png(250)), ("parts/scratch/broken.png", truncated)])
@@ -48,7 +37,7 @@ def test_folder_with_bad_file_imports_rest(api, plates, workspace) -> None:
     assert sent.json()["files"] == 4
     started = api.post(f"/api/projects/plates/uploads/{upload_id}/import")
     assert started.status_code == 202
-    job = wait_until_ended(api, started.json()["id"])
+    job = ended_job(started.json()["id"], seconds=120.0)
     assert job["status"] == "succeeded", job["error"]
     report = job["result"]
     assert report["added"] == 3
@@ -77,19 +66,19 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
     return stream.getvalue()
 
 
-def test_zip_unpacked_and_imported(api, plates) -> None:
+def test_zip_unpacked_and_imported(api, plates, ended_job) -> None:
     archive = zip_bytes({"good/0.png": png(10), "scratch/0.png": png(240)})
     upload_id, sent = upload(api, [("parts.zip", archive)])
     assert sent.status_code == 200
-    job = wait_until_ended(api, api.post(f"/api/projects/plates/uploads/{upload_id}/import").json()["id"])
+    job = ended_job(api.post(f"/api/projects/plates/uploads/{upload_id}/import").json()["id"], seconds=120.0)
     assert job["status"] == "succeeded", job["error"]
     assert job["result"]["added"] == 2
 
 
-def test_zip_escaping_its_folder_fails(api, plates, workspace) -> None:
+def test_zip_escaping_its_folder_fails(api, plates, workspace, ended_job) -> None:
     archive = zip_bytes({"good/0.png": png(10), "../../escaped.png": png(240)})
     upload_id, _ = upload(api, [("parts.zip", archive)])
-    job = wait_until_ended(api, api.post(f"/api/projects/plates/uploads/{upload_id}/import").json()["id"])
+    job = ended_job(api.post(f"/api/projects/plates/uploads/{upload_id}/import").json()["id"], seconds=120.0)
     assert job["status"] == "failed"
     assert "points outside the upload" in job["error"]
     assert not list(workspace.root.rglob("escaped.png"))
