@@ -98,9 +98,12 @@ def test_open_blind_proposals_hide_their_label(copy) -> None:
     blind = [row for row in rows if row["blind"]]
     shown = [row for row in rows if not row["blind"]]
 
-    assert blind and shown
-    assert all(row["label"] is None and row["confidence"] is None for row in blind)
-    assert all(row["label"] in CLASSES and 0 < row["confidence"] <= 1 for row in shown)
+    assert blind
+    assert shown
+    assert all(row["label"] is None for row in blind)
+    assert all(row["confidence"] is None for row in blind)
+    assert all(row["label"] in CLASSES for row in shown)
+    assert all(0 < row["confidence"] <= 1 for row in shown)
 
 
 def test_next_is_the_least_confident(copy) -> None:
@@ -131,7 +134,8 @@ def test_accept_stores_proposed_label(copy) -> None:
 
     settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="accept")
 
-    assert settled["status"] == "accepted" and settled["answer"] == proposal["label"]
+    assert settled["status"] == "accepted"
+    assert settled["answer"] == proposal["label"]
     assert label_of(copy, proposal["image_id"]) == proposal["label"]
     with copy.session() as session:
         from defectlab.workspace.schema import Image
@@ -146,7 +150,8 @@ def test_correct_stores_the_reviewers_class(copy) -> None:
 
     settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="correct", class_name=other)
 
-    assert settled["status"] == "corrected" and settled["answer"] == other
+    assert settled["status"] == "corrected"
+    assert settled["answer"] == other
     assert label_of(copy, proposal["image_id"]) == other
 
 
@@ -168,11 +173,12 @@ def test_blind_check_records_agreement(copy) -> None:
         review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="accept")
     settled = review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="correct", class_name=hidden)
 
-    assert settled["label"] == hidden and settled["agrees"] is True
+    assert settled["label"] == hidden
+    assert settled["agrees"] is True
     assert label_of(copy, proposal["image_id"]) == hidden
 
 
-def test_a_proposal_is_reviewed_once(copy) -> None:
+def test_proposal_reviewed_only_once(copy) -> None:
     proposal = shown_proposal(copy)
     review_proposal(copy, "parts", proposal["id"], reviewer="ann", action="reject")
 
@@ -250,7 +256,8 @@ def test_report_counts_right_shares(copy) -> None:
 
     report = proposal_report(copy, "parts")
 
-    assert report["reviewed"] == 6 and report["open"] == 3 * UNLABELED - 6
+    assert report["reviewed"] == 6
+    assert report["open"] == 3 * UNLABELED - 6
     assert report["by_status"] == {"open": 3 * UNLABELED - 6, "accepted": 3, "corrected": 2, "rejected": 1,
                                    "superseded": 0}
     assert report["blind"] == {"checks": 2, "agree": 0.5}
@@ -282,8 +289,10 @@ def test_report_warns_on_rubber_stamping(copy) -> None:
 
     report = proposal_report(copy, "parts")
 
-    assert report["accepted_share"] == 1.0 and report["blind"]["agree"] == 0.0
-    assert len(report["warnings"]) == 1 and "without a close look" in report["warnings"][0]
+    assert report["accepted_share"] == 1.0
+    assert report["blind"]["agree"] == 0.0
+    assert len(report["warnings"]) == 1
+    assert "without a close look" in report["warnings"][0]
 
 
 def test_pace_leaves_out_pauses(copy) -> None:

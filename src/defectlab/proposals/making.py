@@ -190,7 +190,10 @@ def _from_model(workspace: Workspace, model_id: int, unlabeled: list[dict[str, A
 
 
 def _confidence(prediction: Prediction) -> float:
-    """Return the proposed class's probability where the model gives one, else how far the score is from the threshold."""
+    """Return the proposed class's probability where the model gives one, else the score's distance from the threshold.
+
+    The distance is scaled to 0.5 to 1, reaching 1 at the nearer end of the 0..1 range.
+    """
     if prediction.probabilities and prediction.label in prediction.probabilities:
         return float(prediction.probabilities[prediction.label])
     distance = abs(float(prediction.score) - float(prediction.threshold))

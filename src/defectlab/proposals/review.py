@@ -7,8 +7,9 @@ open or rejected proposal never reaches a model.
 
 Proposals are served least confident first, because those need a person's
 look the most. An open proposal of an image that someone labeled meanwhile (on
-the labeling page, say) is closed as ``superseded`` and not served. A blind proposal is served without its label and regions; the
-reviewer's label is compared with it afterwards. When reviewers accept far more
+the labeling page, say) is closed as ``superseded`` and not served. A blind
+proposal is served without its label and regions, and the reviewer's label is
+compared with it afterwards. When reviewers accept far more
 proposals than blind checks confirm, they are probably accepting without
 looking, and ``proposal_report`` warns about it.
 """
@@ -19,7 +20,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from defectlab.data.annotations import save_annotations
 from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
@@ -73,7 +74,8 @@ def next_proposal(workspace: Workspace, project_name: str) -> dict[str, Any] | N
         row = session.execute(open_rows.order_by(Proposal.confidence, Proposal.id).limit(1)).first()
         if row is None:
             return None
-        remaining = len(session.execute(open_rows).all())
+        remaining = session.scalar(select(func.count()).select_from(Proposal).where(
+            Proposal.project_id == project.id, Proposal.status == "open"))
         return {**_describe(*row), "remaining": remaining}
 
 

@@ -38,7 +38,7 @@ class Review(Body):
 
 @router.post("", status_code=202, summary="Propose labels for the project's unlabeled images, as a job")
 def start_proposals(project: str, workspace: WorkspaceParameter, body: ProposalRequest | None = None) -> dict[str, Any]:
-    """Each unlabeled image gets a proposed label, replacing its open proposal. Follow the job with
+    """Give each unlabeled image a proposed label, replacing its open proposal. Follow the job with
     GET /api/jobs/{job_id}; its `result` has `proposed`, `blind`, `by_class`, `source` and `seconds`."""
     return start_job(workspace, "propose", project, (body or ProposalRequest()).model_dump())
 
@@ -49,29 +49,29 @@ def list_all(
     workspace: WorkspaceParameter,
     status: Annotated[str, Query(description="`open`, `accepted`, `corrected`, `rejected` or `all`.")] = "open",
 ) -> list[dict[str, Any]]:
-    """Each proposal has `id`, `image_id`, `path`, `source`, `label`, `regions`, `confidence`, `blind`,
+    """Return proposals, each with `id`, `image_id`, `path`, `source`, `label`, `regions`, `confidence`, `blind`,
     `status`, `reviewer`, `answer` and `reviewed_at`."""
     return list_proposals(workspace, project, status=None if status == "all" else status)
 
 
 @router.get("/next", summary="The open proposal that most needs a look, or null when none is left")
 def read_next(project: str, workspace: WorkspaceParameter) -> dict[str, Any] | None:
-    """The least confident open proposal, with `remaining` (open proposals)."""
+    """Return the open proposal with the lowest confidence, with `remaining` (the number of open proposals)."""
     return next_proposal(workspace, project)
 
 
 @router.get("/report", summary="How often proposals were right, blind-check agreement and reviewing pace")
 def read_report(project: str, workspace: WorkspaceParameter) -> dict[str, Any]:
-    """Counts by status, the share right per proposed class, blind checks and their agreement, reviews an hour
-    per reviewer, and `warnings` when proposals seem accepted without a look."""
+    """Return counts by status, the share right per proposed class, blind checks and their agreement,
+    reviews an hour per reviewer, and `warnings` when proposals seem accepted without a look."""
     return proposal_report(workspace, project)
 
 
 @router.post("/{proposal_id}/review", summary="Accept, correct or reject one proposal", responses=error_responses(409))
 def review(project: str, proposal_id: int, body: Review, workspace: WorkspaceParameter) -> dict[str, Any]:
-    """`accept` makes the proposed label the image's label, `correct` stores `class` and `regions` instead (the
-    way to answer a blind check), and `reject` leaves the image unlabeled. A proposal reviewed already, or an
-    image labeled since, is a conflict (409)."""
+    """Settle one proposal. `accept` makes the proposed label the image's label, `correct` stores `class` and
+    `regions` instead (which is how a blind check is labeled), and `reject` leaves the image unlabeled. A
+    proposal reviewed already, or an image labeled since, is a conflict (409)."""
     regions = [region.model_dump(by_alias=True, exclude_none=True) for region in body.regions or []] or None
     return review_proposal(workspace, project, proposal_id, reviewer=body.reviewer, action=body.action,
                            class_name=body.class_name, regions=regions)
