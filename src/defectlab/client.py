@@ -2,12 +2,15 @@
 
 Each method calls one route and returns its JSON. An error response raises
 the ``defectlab.errors`` class of its status (400 ``InvalidInputError``,
-404 ``NotFoundError``, 409 ``ConflictError``, 422 ``TrainingError``, any
-other ``DefectlabError``) with the server's message::
+401 ``SignInError``, 403 ``ForbiddenError``, 404 ``NotFoundError``, 409
+``ConflictError``, 422 ``TrainingError``, any other ``DefectlabError``) with
+the server's message. The client acts as the account of its API token
+(``defectlab users token NAME`` issues one), and the server records that
+account's name with every change::
 
     from defectlab import Client
 
-    client = Client("http://127.0.0.1:8765")
+    client = Client("http://127.0.0.1:8765", token="dl_...")
     job = client.start_check("parts", labels=False)
     report = client.wait(job["id"])["result"]
 """
@@ -21,12 +24,20 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from defectlab.errors import ConflictError, DefectlabError, InvalidInputError, NotFoundError, TrainingError
+from defectlab.errors import (
+    ConflictError,
+    DefectlabError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    SignInError,
+    TrainingError,
+)
 
 __all__ = ["Client", "JobFailedError"]
 
-_ERRORS: dict[int, type[DefectlabError]] = {400: InvalidInputError, 404: NotFoundError, 409: ConflictError,
-                                            422: TrainingError}
+_ERRORS: dict[int, type[DefectlabError]] = {400: InvalidInputError, 401: SignInError, 403: ForbiddenError,
+                                            404: NotFoundError, 409: ConflictError, 422: TrainingError}
 
 
 class JobFailedError(DefectlabError):
@@ -42,15 +53,15 @@ class Client:
 
     Args:
         base_url: The server's address, as ``defectlab ui`` prints it (``/api`` may be left out).
-        api_key: The key the server was started with, sent in the ``X-API-Key`` header.
+        token: An API token of the account to act as, sent as ``Authorization: Bearer TOKEN``.
         timeout: Seconds to wait for each response.
     """
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8765", api_key: str | None = None, *,
+    def __init__(self, base_url: str = "http://127.0.0.1:8765", token: str | None = None, *,
                  timeout: float = 60.0) -> None:
         root = base_url.rstrip("/")
         self.base_url = root if root.endswith("/api") else f"{root}/api"
-        self.api_key = api_key
+        self.token = token
         self.timeout = timeout
 
     # Projects
@@ -86,7 +97,7 @@ class Client:
         """Return the image's original bytes, as they were imported."""
         return self._call("GET", "projects", project, "images", image_id, "file", raw=True)
 
-    def set_image_class(self, project: str, image_id: int, class_name: str, *, labeler: str,
+    def set_image_class(self, project: str, image_id: int, class_name: str, *, labeler: str | None = None,
                         version: int | None = None) -> dict[str, Any]:
         """Give an image a class; with ``version``, a change made since raises ``ConflictError``."""
         body = {"class": class_name, "labeler": labeler, "version": version}
@@ -100,7 +111,7 @@ class Client:
     def task(self, project: str, task: str) -> dict[str, Any]:
         return self._call("GET", "projects", project, "tasks", task)
 
-    def create_task(self, project: str, name: str, labelers: list[str], *, created_by: str,
+    def create_task(self, project: str, name: str, labelers: list[str], *, created_by: str | None = None,
                     image_ids: list[int] | None = None, unlabeled: bool = False, count: int | None = None,
                     seed: int = 0) -> dict[str, Any]:
         """Hand the same images to 2 to 5 labelers, who label them blind."""
@@ -108,16 +119,18 @@ class Client:
                 "unlabeled": unlabeled, "count": count, "seed": seed}
         return self._call("POST", "projects", project, "tasks", body=body)
 
-    def next_image(self, project: str, task: str, labeler: str) -> dict[str, Any] | None:
-        """Return the labeler's next image of the task, or None when they have labeled every one."""
+    def next_image(self, project: str, task: str, labeler: str | None = None) -> dict[str, Any] | None:
+        """Return the labeler's (default: the account's own) next image of the task, or None when they have labeled
+        every one."""
         return self._call("GET", "projects", project, "tasks", task, "next", query={"labeler": labeler})
 
-    def annotations(self, project: str, task: str, image_id: int, labeler: str) -> list[dict[str, Any]]:
+    def annotations(self, project: str, task: str, image_id: int, labeler: str | None = None) -> list[dict[str, Any]]:
         """Return the labeler's own annotations of one task image."""
         return self._call("GET", "projects", project, "tasks", task, "images", image_id, "annotations",
                           query={"labeler": labeler})
 
-    def annotate(self, project: str, task: str, image_id: int, labeler: str, *, class_name: str | None = None,
+    def annotate(self, project: str, task: str, image_id: int, labeler: str | None = None, *,
+                 class_name: str | None = None,
                  regions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Store a labeler's annotation: ``class_name`` for the whole image, or ``regions`` with a box or polygon."""
         body = {"labeler": labeler, "class": class_name, "regions": regions}
@@ -130,13 +143,14 @@ class Client:
         """Return every task image with all labelers' annotations and its decision, unsettled ones first."""
         return self._call("GET", "projects", project, "tasks", task, "review")
 
-    def settle(self, project: str, task: str, image_id: int, *, reviewer: str, class_name: str | None = None,
+    def settle(self, project: str, task: str, image_id: int, *, reviewer: str | None = None,
+               class_name: str | None = None,
                labeler: str | None = None, ambiguous: bool = False, note: str | None = None) -> dict[str, Any]:
         """Settle one task image: into its label, or with ``ambiguous`` into a borderline example in the book."""
         body = {"reviewer": reviewer, "class": class_name, "labeler": labeler, "ambiguous": ambiguous, "note": note}
         return self._call("POST", "projects", project, "tasks", task, "images", image_id, "settle", body=body)
 
-    def settle_agreed(self, project: str, task: str, *, reviewer: str) -> dict[str, int]:
+    def settle_agreed(self, project: str, task: str, *, reviewer: str | None = None) -> dict[str, int]:
         return self._call("POST", "projects", project, "tasks", task, "settle-agreed", body={"reviewer": reviewer})
 
     # Defect book
@@ -150,19 +164,22 @@ class Client:
     def book_history(self, project: str, class_name: str) -> list[dict[str, Any]]:
         return self._call("GET", "projects", project, "book", class_name, "history")
 
-    def update_book_entry(self, project: str, class_name: str, *, author: str, definition: str | None = None,
+    def update_book_entry(self, project: str, class_name: str, *, author: str | None = None,
+                          definition: str | None = None,
                           rule: dict[str, Any] | None = None, based_on: int | None = None) -> dict[str, Any]:
         """Change a definition or decision rule; with ``based_on``, a change made since raises ``ConflictError``."""
         body = {"author": author, "definition": definition, "rule": rule, "based_on": based_on}
         return self._call("PATCH", "projects", project, "book", class_name, body=body)
 
-    def add_example(self, project: str, class_name: str, image_id: int, *, author: str, role: str = "example",
+    def add_example(self, project: str, class_name: str, image_id: int, *, author: str | None = None,
+                    role: str = "example",
                     note: str | None = None) -> dict[str, Any]:
         """Link an image as an ``example``, ``counter_example`` or ``borderline`` case."""
         body = {"image_id": image_id, "role": role, "author": author, "note": note}
         return self._call("POST", "projects", project, "book", class_name, "examples", body=body)
 
-    def remove_example(self, project: str, class_name: str, image_id: int, *, author: str) -> dict[str, Any]:
+    def remove_example(self, project: str, class_name: str, image_id: int, *,
+                       author: str | None = None) -> dict[str, Any]:
         return self._call("DELETE", "projects", project, "book", class_name, "examples", image_id,
                           query={"author": author})
 
@@ -208,6 +225,23 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still running after {timeout} s; call wait again to keep waiting")
             time.sleep(poll_interval)
 
+    # Accounts
+
+    def whoami(self) -> dict[str, Any]:
+        """Return the ``name`` and ``role`` of the account the client acts as."""
+        return self._call("GET", "session")
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._call("GET", "users")
+
+    def add_user(self, name: str, role: str, *, password: str | None = None) -> dict[str, Any]:
+        """Create an account (owners only); the result's ``password`` is the one made for it when none was given."""
+        return self._call("POST", "users", body={"name": name, "role": role, "password": password})
+
+    def issue_token(self, name: str, purpose: str = "api") -> str:
+        """Issue an API token for the account ``name`` (your own, or anyone's for an owner) and return it."""
+        return self._call("POST", "users", name, "tokens", body={"name": purpose})["token"]
+
     def health(self) -> dict[str, str]:
         return self._call("GET", "health")
 
@@ -218,8 +252,8 @@ class Client:
         """Send one request and return its JSON (or its bytes with ``raw``), raising the error it carries."""
         url = self._url(path, query)
         request = urllib.request.Request(url, method=method, headers={"Accept": "application/json"})
-        if self.api_key is not None:
-            request.add_header("X-API-Key", self.api_key)
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token}")
         if body is not None:
             request.data = json.dumps({k: v for k, v in body.items() if v is not None}).encode("utf-8")
             request.add_header("Content-Type", "application/json")

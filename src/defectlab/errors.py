@@ -6,6 +6,8 @@ the server map the whole family to exit codes and HTTP statuses in one place::
     DefectlabError
     ├── InvalidInputError      bad file, label line, option or setting (HTTP 400)
     │   └── ImageDecodeError   an image file that cannot be decoded
+    ├── SignInError            no account, or a wrong password or token (HTTP 401)
+    ├── ForbiddenError         the account's role does not allow the change (HTTP 403)
     ├── NotFoundError          unknown project, image or model (HTTP 404)
     ├── ConflictError          a name that exists or an edit based on an old version (HTTP 409)
     └── TrainingError          data that cannot train the requested model (HTTP 422)
@@ -16,9 +18,11 @@ from __future__ import annotations
 __all__ = [
     "ConflictError",
     "DefectlabError",
+    "ForbiddenError",
     "ImageDecodeError",
     "InvalidInputError",
     "NotFoundError",
+    "SignInError",
     "TrainingError",
 ]
 
@@ -37,6 +41,18 @@ class InvalidInputError(DefectlabError):
 
 class ImageDecodeError(InvalidInputError):
     """An image file is empty, truncated, corrupt or of an unknown format."""
+
+
+class SignInError(DefectlabError):
+    """A request carries no account, or a wrong name, password or token."""
+
+    http_status = 401
+
+
+class ForbiddenError(DefectlabError):
+    """The signed-in account's role does not allow the request."""
+
+    http_status = 403
 
 
 class NotFoundError(DefectlabError):

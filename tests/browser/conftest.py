@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path(os.environ.get("DEFECTLAB_CHROMIUM", "/usr/bin/chromium"))
+PASSWORD = "correct horse"
+"""Password of the owner ``ana`` that every module's server has, and of accounts the tests add."""
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -84,27 +86,76 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    """Serve a new, empty workspace for the whole test module."""
+    """Serve a new workspace, empty but for the owner account ``ana``, for the whole test module."""
+    from defectlab.accounts import create_user
     from defectlab.workspace import Workspace
 
     workspace = Workspace.open(tmp_path_factory.mktemp("workspace"))
+    create_user(workspace, "ana", "owner", created_by="test", password=PASSWORD)
     running = Server(workspace).start()
     yield running
     running.stop()
     workspace.close()
 
 
-@pytest.fixture
-def page(browser, server, request):
-    """Yield a page whose labeler name is set and whose requests may go only to the test server."""
+def new_page(browser, server):
+    """Return a page of a new browser context whose requests may go only to the test server, and its errors."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=server.url)
-    context.add_init_script("localStorage.setItem('defectlab.labeler', 'ana')")
     context.route(lambda url: not url.startswith(server.url), lambda route: route.abort())
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    return opened, errors
+
+
+def sign_in(page, name: str = "ana", password: str = PASSWORD) -> None:
+    """Sign in on the sign-in page, as a person does, and wait until it has moved on."""
+    page.goto("/signin")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/signin" not in url)
+
+
+@pytest.fixture
+def csrf():
+    """Return ``headers(page)``: the header a change sent with the page's session must carry, for ``page.request``."""
+
+    def headers(page) -> dict[str, str]:
+        return {"X-CSRF-Token": page.request.get("/api/session").json()["csrf"]}
+
+    return headers
+
+
+@pytest.fixture
+def fresh_page(browser, server):
+    """Return ``open()``: a page of a new browser context, not signed in; each is closed after the test."""
+    opened: list = []
+
+    def open_page():
+        page, errors = new_page(browser, server)
+        opened.append((page, errors))
+        return page
+
+    yield open_page
+    for page, errors in opened:
+        page.context.close()
+        assert not errors, f"the page raised: {errors}"
+
+
+@pytest.fixture
+def signer():
+    """Return ``sign_in(page, name="ana", password=PASSWORD)``."""
+    return sign_in
+
+
+@pytest.fixture
+def page(browser, server, request):
+    """Yield a page signed in as the owner ``ana``, whose requests may go only to the test server."""
+    opened, errors = new_page(browser, server)
+    sign_in(opened)
     yield opened
-    context.close()
+    opened.context.close()
     assert not errors, f"the page raised: {errors}"
 
 

@@ -1,4 +1,5 @@
-"""What a person does in the browser: create a project, look through the images, label, hit a conflict, edit the book.
+"""What a person does in the browser: sign in, create a project, look through the images, label, hit a conflict,
+edit the book.
 
 Each test opens the pages of one server (started once for the module) in
 real headless Chromium and checks the result through the REST API.
@@ -64,6 +65,35 @@ def open_label_page(page, image_id: int) -> None:
     page.goto(f"/projects/caps/images/{image_id}")
     expect(page.locator("#label-state")).to_be_visible()
     page.wait_for_function("window.defectlabViewer && window.defectlabViewer.scale > 0")
+
+
+def test_sign_in_out_and_role_refusal(fresh_page, signer, server, shoot) -> None:
+    from defectlab.accounts import create_user
+
+    page = fresh_page()
+    page.goto("/")
+    page.wait_for_url(re.compile(r"/signin\?next=%2F$"))
+    shoot(page, "1-sign-in")
+    page.fill("input[name=name]", "ana")
+    page.fill("input[name=password]", "not the password")
+    page.click("button[type=submit]")
+    expect(page.locator("#message")).to_contain_text("wrong name or password")
+    signer(page)
+    expect(page.locator("#who")).to_have_text("Signed in as ana (owner) Sign out")
+    shoot(page, "2-signed-in")
+    page.click("#who button")
+    page.wait_for_url(re.compile(r"/signin$"))
+    page.goto("/")
+    page.wait_for_url(re.compile(r"/signin\?next="))
+
+    create_user(server.workspace, "val", "viewer", created_by="test", password="viewer password")
+    viewer = fresh_page()
+    signer(viewer, "val", "viewer password")
+    viewer.fill("input[name=name]", "lines")
+    viewer.click("text=Create project")
+    expect(viewer.locator("#message")).to_contain_text("needs the role owner or higher, and 'val' is a viewer")
+    shoot(viewer, "3-viewer-refused")
+    assert server.workspace.list_projects() == []
 
 
 def test_create_project_in_page(page, server, shoot) -> None:

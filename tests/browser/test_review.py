@@ -82,7 +82,7 @@ def shown_proposal(page, proposal_id: int) -> None:
     expect(page.locator("#review")).to_have_attribute("data-proposal", str(proposal_id))
 
 
-def test_review_by_keyboard(page, server, parts, shoot) -> None:
+def test_review_by_keyboard(page, server, parts, shoot, csrf) -> None:
     page.goto("/projects/parts")
     page.click("#review-link")
     expect(page.locator("#none-left")).to_be_visible()
@@ -146,7 +146,7 @@ def test_review_by_keyboard(page, server, parts, shoot) -> None:
 
     # A job started elsewhere is followed after a reload. The worker takes seconds to import PyTorch, so the
     # page opens while the job still runs.
-    started = page.request.post("/api/projects/parts/proposals", data={"source": "features"})
+    started = page.request.post("/api/projects/parts/proposals", data={"source": "features"}, headers=csrf(page))
     assert started.status == 202, started.text()
     page.reload()
     expect(page.locator("#make-proposals")).to_have_text("Making proposals…")

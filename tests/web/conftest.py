@@ -1,4 +1,8 @@
-"""A small classification project behind the REST API, reached through FastAPI's TestClient."""
+"""A small classification project behind the REST API, reached through FastAPI's TestClient.
+
+``api`` acts as ``ana``, an owner, through an API token; ``person(NAME, ROLE)``
+creates another account and returns the headers that act as it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from defectlab.accounts import create_user, issue_token
 from defectlab.data.importer import import_path
 from defectlab.data.labels import list_images
 from defectlab.web import create_app
@@ -35,9 +40,32 @@ def parts(workspace, tmp_path: Path) -> dict[str, int]:
     return {row["path"]: row["id"] for row in list_images(workspace, "parts")}
 
 
+PASSWORD = "correct horse"
+
+
 @pytest.fixture
-def api(workspace):
-    with TestClient(create_app(workspace)) as client:
+def password() -> str:
+    """The password of every account that ``person`` creates."""
+    return PASSWORD
+
+
+@pytest.fixture
+def person(workspace) -> Callable[..., dict[str, str]]:
+    """Return ``headers(name, role="owner")``: create the account once and return headers with an API token of it."""
+    tokens: dict[str, str] = {}
+
+    def headers(name: str, role: str = "owner") -> dict[str, str]:
+        if name not in tokens:
+            create_user(workspace, name, role, created_by="test", password=PASSWORD)
+            tokens[name] = issue_token(workspace, name)
+        return {"Authorization": f"Bearer {tokens[name]}"}
+
+    return headers
+
+
+@pytest.fixture
+def api(workspace, person):
+    with TestClient(create_app(workspace), headers=person("ana")) as client:
         yield client
 
 

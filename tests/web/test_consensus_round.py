@@ -9,31 +9,35 @@ GIVEN = {"ana": ["dent", "dent", "ok", "scratch"], "ben": ["dent", "ok", "ok", "
 TASK = "/api/projects/parts/tasks/round-1"
 
 
-def label_blind(api, labeler: str, ids: list[int]) -> None:
-    """Label every image the task hands ``labeler``, in the order ``next`` gives them."""
+def label_blind(api, headers: dict[str, str], labeler: str, ids: list[int]) -> None:
+    """Label, as ``labeler`` signed in with ``headers``, every image the task hands them, in the order ``next``
+    gives them."""
     for _ in ids:
-        offered = api.get(f"{TASK}/next", params={"labeler": labeler})
+        offered = api.get(f"{TASK}/next", headers=headers)
         assert offered.status_code == 200
         assert set(offered.json()) == {"image_id", "path", "width", "height", "position", "images", "left"}
         image_id = offered.json()["image_id"]
         class_name = GIVEN[labeler][ids.index(image_id)]
-        stored = api.put(f"{TASK}/images/{image_id}/annotations", json={"labeler": labeler, "class": class_name})
+        stored = api.put(f"{TASK}/images/{image_id}/annotations", json={"class": class_name}, headers=headers)
         assert stored.status_code == 200
         assert stored.json() == [{"kind": "class", "class": class_name}]
-    assert api.get(f"{TASK}/next", params={"labeler": labeler}).json() is None
+    assert api.get(f"{TASK}/next", headers=headers).json() is None
 
 
-def test_consensus_round_through_api(api, parts) -> None:
+def test_consensus_round_through_api(api, parts, person) -> None:
     ids = [parts["dent/0.png"], parts["dent/1.png"], parts["ok/0.png"], parts["scratch/0.png"]]
     created = api.post("/api/projects/parts/tasks",
-                       json={"name": "round-1", "labelers": ["ana", "ben"], "created_by": "lead", "image_ids": ids})
+                       json={"name": "round-1", "labelers": ["ana", "ben"], "image_ids": ids})
     assert created.status_code == 201
-    assert created.json()["images"] == 4
+    assert (created.json()["images"], created.json()["created_by"]) == (4, "ana")
 
-    label_blind(api, "ana", ids)
+    ben = person("ben", "labeler")
+    label_blind(api, person("ana"), "ana", ids)
     for image_id in ids:
-        assert api.get(f"{TASK}/images/{image_id}/annotations", params={"labeler": "ben"}).json() == []
-    label_blind(api, "ben", ids)
+        assert api.get(f"{TASK}/images/{image_id}/annotations", headers=ben).json() == []
+        blind = api.get(f"{TASK}/images/{image_id}/annotations", params={"labeler": "ana"}, headers=ben)
+        assert (blind.status_code, blind.json()["error"][:28]) == (403, "labeling tasks are blind: 'b")
+    label_blind(api, ben, "ben", ids)
     for labeler, classes in GIVEN.items():
         for image_id, class_name in zip(ids, classes):
             view = api.get(f"{TASK}/images/{image_id}/annotations", params={"labeler": labeler}).json()
@@ -56,7 +60,7 @@ def test_consensus_round_through_api(api, parts) -> None:
     assert by_labeler["ana"]["overkill_rate"] == pytest.approx(0.5)
 
     ambiguous = api.post(f"{TASK}/images/{parts['dent/1.png']}/settle",
-                         json={"reviewer": "rita", "ambiguous": True, "note": "shallow dent"})
+                         json={"ambiguous": True, "note": "shallow dent"}, headers=person("rita", "reviewer"))
     assert ambiguous.status_code == 200
     assert (ambiguous.json()["outcome"], ambiguous.json()["class"]) == ("ambiguous", "dent")
     examples = api.get("/api/projects/parts/book/dent").json()["examples"]
@@ -66,13 +70,14 @@ def test_consensus_round_through_api(api, parts) -> None:
 
     before = api.get(f"/api/projects/parts/images/{parts['scratch/0.png']}").json()
     assert before["label"] == "scratch"
-    settled = api.post(f"{TASK}/images/{parts['scratch/0.png']}/settle", json={"reviewer": "rita", "class": "dent"})
-    assert settled.json()["outcome"] == "label"
+    settled = api.post(f"{TASK}/images/{parts['scratch/0.png']}/settle", json={"class": "dent"},
+                       headers=person("rita", "reviewer"))
+    assert (settled.json()["outcome"], settled.json()["reviewer"]) == ("label", "rita")
     after = api.get(f"/api/projects/parts/images/{parts['scratch/0.png']}").json()
     assert after["label"] == "dent"
     assert after["version"] == before["version"] + 1
 
-    agreed = api.post(f"{TASK}/settle-agreed", json={"reviewer": "rita"})
+    agreed = api.post(f"{TASK}/settle-agreed", json={}, headers=person("rita", "reviewer"))
     assert agreed.json() == {"settled": 2, "left": 0}
     review = api.get(f"{TASK}/review").json()
     assert {row["image_id"]: row["decision"]["outcome"] for row in review} == {
@@ -81,7 +86,7 @@ def test_consensus_round_through_api(api, parts) -> None:
 
 
 def test_labeler_not_in_task_is_not_found(api, parts) -> None:
-    api.post("/api/projects/parts/tasks", json={"name": "round-1", "labelers": ["ana", "ben"], "created_by": "lead"})
+    api.post("/api/projects/parts/tasks", json={"name": "round-1", "labelers": ["ana", "ben"]})
     answer = api.get(f"{TASK}/next", params={"labeler": "cem"})
     assert answer.status_code == 404
     assert answer.json() == {"error": "'cem' is not a labeler of task 'round-1'; its labelers: ana, ben"}
@@ -97,7 +102,7 @@ def test_labeler_not_in_task_is_not_found(api, parts) -> None:
     ({"labeler": "ana", "class": "crack"}, "class 'crack' is not in the project"),
 ])
 def test_bad_annotation_names_field(api, parts, body, words) -> None:
-    api.post("/api/projects/parts/tasks", json={"name": "round-1", "labelers": ["ana", "ben"], "created_by": "lead"})
+    api.post("/api/projects/parts/tasks", json={"name": "round-1", "labelers": ["ana", "ben"]})
     answer = api.put(f"{TASK}/images/{parts['dent/0.png']}/annotations", json=body)
     assert answer.status_code == 400
     assert words in answer.json()["error"]

@@ -61,13 +61,13 @@ def test_box_saved_exactly_and_version_advances(api, boards) -> None:
     assert api.get(url(boards["0.png"])).json() == body
 
 
-def test_stale_save_is_409_and_keeps_first(api, boards) -> None:
+def test_stale_save_is_409_and_keeps_first(api, boards, person) -> None:
     version = api.get(url(boards["0.png"])).json()["version"]
     box_x = {"class": "scratch", "box": [1, 1, 5, 5]}
     box_y = {"class": "scratch", "box": [50, 50, 60, 60]}
     assert api.put(url(boards["0.png"]), json={"labeler": "ana", "version": version, "regions": [box_x]}).status_code == 200
 
-    stale = api.put(url(boards["0.png"]), json={"labeler": "ben", "version": version, "regions": [box_y]})
+    stale = api.put(url(boards["0.png"]), json={"version": version, "regions": [box_y]}, headers=person("ben"))
     assert stale.status_code == 409
     assert f"is at version {version + 1}, not {version}" in stale.json()["error"]
     kept = api.get(url(boards["0.png"])).json()

@@ -1,13 +1,10 @@
-"""Projects, images and the shared parts of the API: the error shape, statuses, the API key and OpenAPI."""
+"""Projects, images and the shared parts of the API: the error shape, statuses and OpenAPI."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-
-from defectlab.web import create_app
 
 
 def test_create_list_and_add_classes(api) -> None:
@@ -37,9 +34,9 @@ def test_create_list_and_add_classes(api) -> None:
      "class 'crack' is not in project 'parts'"),
     ("PUT", "/api/projects/parts/images/{id}/class", {"class": "dent", "labeler": "ana", "version": "new"},
      "body.version: Input should be a valid integer"),
-    ("POST", "/api/projects/parts/tasks", {"name": "t", "labelers": ["ana"], "created_by": "lead"},
+    ("POST", "/api/projects/parts/tasks", {"name": "t", "labelers": ["ana"]},
      "needs 2 to 5 labelers; 1 given"),
-    ("POST", "/api/projects/parts/tasks", {"name": "t", "labelers": ["ana", "ben"]}, "body.created_by: Field required"),
+    ("POST", "/api/projects/parts/tasks", {"name": "t"}, "body.labelers: Field required"),
     ("POST", "/api/projects/parts/checks", {"labels": "maybe"}, "body.labels: Input should be a valid boolean"),
 ])
 def test_bad_request_is_400_naming_field(api, parts, method, url, body, words) -> None:
@@ -92,26 +89,27 @@ def test_list_images_and_download_original(api, parts, tmp_path: Path) -> None:
     assert answer.content == (tmp_path / "source" / "dent" / "2.png").read_bytes()
 
 
-def test_image_class_change_and_stale_version(api, parts) -> None:
+def test_image_class_change_and_stale_version(api, parts, person) -> None:
     url = f"/api/projects/parts/images/{parts['ok/1.png']}"
     version = api.get(url).json()["version"]
     changed = api.put(f"{url}/class", json={"class": "scratch", "labeler": "ana", "version": version})
     assert changed.status_code == 200
     assert (changed.json()["label"], changed.json()["version"]) == ("scratch", version + 1)
 
-    stale = api.put(f"{url}/class", json={"class": "dent", "labeler": "ben", "version": version})
+    stale = api.put(f"{url}/class", json={"class": "dent", "version": version}, headers=person("ben"))
     assert stale.status_code == 409
     assert stale.json()["error"] == (f"image {parts['ok/1.png']} is at version {version + 1}, not {version}: someone "
                                      "changed it since; look at it again and repeat the change")
     assert api.get(url).json()["label"] == "scratch"
 
 
-def test_project_agreement_matches_hand_count(api, parts) -> None:
+def test_project_agreement_matches_hand_count(api, parts, person) -> None:
     classes_by_labeler = {"ana": {"dent/0.png": "dent", "ok/0.png": "ok"},
                           "ben": {"dent/0.png": "dent", "ok/0.png": "dent"}}
     for labeler, classes in classes_by_labeler.items():
         for path, class_name in classes.items():
-            api.put(f"/api/projects/parts/images/{parts[path]}/class", json={"class": class_name, "labeler": labeler})
+            api.put(f"/api/projects/parts/images/{parts[path]}/class", json={"class": class_name},
+                    headers=person(labeler, "labeler"))
 
     result = api.get("/api/projects/parts/agreement", params=[("labeler", "ana"), ("labeler", "ben")]).json()
     assert result["images"] == 2
@@ -122,31 +120,6 @@ def test_project_agreement_matches_hand_count(api, parts) -> None:
     too_few = api.get("/api/projects/parts/agreement", params={"labeler": "ana"})
     assert too_few.status_code == 400
     assert "agreement needs at least two labelers" in too_few.json()["error"]
-
-
-def test_api_key_required_except_for_health(workspace, parts) -> None:
-    with TestClient(create_app(workspace, api_key="s3cret")) as keyed:
-        assert keyed.get("/api/health").json()["status"] == "ok"
-        missing = keyed.get("/api/projects")
-        assert missing.status_code == 401
-        assert missing.json() == {"error": "this server needs an API key; send it in the X-API-Key header"}
-        assert keyed.get("/api/projects", headers={"X-API-Key": "wrong"}).status_code == 401
-        assert keyed.get("/api/projects", headers={"X-API-Key": "s3cret"}).status_code == 200
-        schema = keyed.get("/api/openapi.json").json()
-    assert schema["components"]["securitySchemes"]["APIKeyHeader"] == {
-        "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The key the server was started with."}
-
-
-def test_key_cookie_reads_but_never_writes(workspace, parts) -> None:
-    image_id = parts["ok/0.png"]
-    with TestClient(create_app(workspace, api_key="s3cret")) as keyed:
-        keyed.cookies.set("defectlab_api_key", "s3cret")
-        assert keyed.get(f"/api/projects/parts/images/{image_id}/thumbnail").status_code == 200
-        change = keyed.put(f"/api/projects/parts/images/{image_id}/class", json={"class": "dent", "labeler": "ana"})
-        assert change.status_code == 401
-        keyed.cookies.set("defectlab_api_key", "wrong")
-        assert keyed.get("/api/projects").status_code == 401
-        assert keyed.get("/projects/parts").status_code == 200
 
 
 def test_openapi_lists_routes_and_serves_no_docs_page(api) -> None:
@@ -189,6 +162,10 @@ def test_openapi_lists_routes_and_serves_no_docs_page(api) -> None:
         ("POST", "/api/projects/{project}/proposals/{proposal_id}/review"),
         ("POST", "/api/projects/{project}/uploads"), ("POST", "/api/projects/{project}/uploads/{upload}/files"),
         ("POST", "/api/projects/{project}/uploads/{upload}/import"), ("GET", "/api/training/settings"),
+        ("POST", "/api/session"), ("GET", "/api/session"), ("DELETE", "/api/session"),
+        ("GET", "/api/users"), ("POST", "/api/users"), ("PATCH", "/api/users/{name}"),
+        ("GET", "/api/users/{name}/tokens"), ("POST", "/api/users/{name}/tokens"),
+        ("DELETE", "/api/users/{name}/tokens/{token_id}"), ("GET", "/api/audit"),
     }
     assert operations == expected
     assert "ImageClass" in schema["components"]["schemas"]

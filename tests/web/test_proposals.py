@@ -25,7 +25,7 @@ def propose(api, ended_job) -> dict:
     return job["result"]
 
 
-def test_propose_review_and_report(api, workspace, parts, ended_job) -> None:
+def test_propose_review_and_report(api, workspace, parts, ended_job, person) -> None:
     unlabeled = unlabel_some(workspace)
 
     result = propose(api, ended_job)
@@ -37,14 +37,14 @@ def test_propose_review_and_report(api, workspace, parts, ended_job) -> None:
     shown = next(row for row in listed if not row["blind"])
 
     accepted = api.post(f"/api/projects/parts/proposals/{shown['id']}/review",
-                        json={"reviewer": "ann", "action": "accept"})
+                        json={"action": "accept"})
     again = api.post(f"/api/projects/parts/proposals/{shown['id']}/review",
-                     json={"reviewer": "bob", "action": "reject"})
+                     json={"action": "reject"}, headers=person("bob"))
 
     assert accepted.status_code == 200
     assert accepted.json()["status"] == "accepted"
     assert again.status_code == 409
-    assert "already accepted by ann" in again.json()["error"]
+    assert "already accepted by ana" in again.json()["error"]
     image = api.get(f"/api/projects/parts/images/{shown['image_id']}").json()
     assert image["label"] == shown["label"]
     report = api.get("/api/projects/parts/proposals/report").json()
@@ -58,9 +58,9 @@ def test_blind_check_answered_with_class(api, workspace, parts, ended_job) -> No
     blind = next(row for row in api.get("/api/projects/parts/proposals").json() if row["blind"])
 
     refused = api.post(f"/api/projects/parts/proposals/{blind['id']}/review",
-                       json={"reviewer": "ann", "action": "accept"})
+                       json={"action": "accept"})
     answered = api.post(f"/api/projects/parts/proposals/{blind['id']}/review",
-                        json={"reviewer": "ann", "action": "correct", "class": "dent"})
+                        json={"action": "correct", "class": "dent"})
 
     assert refused.status_code == 400
     assert "blind check" in refused.json()["error"]
@@ -81,7 +81,7 @@ def test_next_and_invalid_requests(api, workspace, parts, ended_job) -> None:
 
     assert found["id"] == listed[0]["id"]
     assert found["remaining"] == UNLABELED
-    bad = api.post(f"/api/projects/parts/proposals/{found['id']}/review", json={"reviewer": "ann", "action": "ok"})
+    bad = api.post(f"/api/projects/parts/proposals/{found['id']}/review", json={"action": "ok"})
     assert bad.status_code == 400
     assert "action 'ok' is invalid" in bad.json()["error"]
     unknown = api.post("/api/projects/parts/proposals", json={"source": "magic"})

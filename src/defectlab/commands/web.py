@@ -1,4 +1,4 @@
-"""The command that serves the workspace's REST API over HTTP."""
+"""The command that serves the workspace's pages and REST API over HTTP."""
 
 from __future__ import annotations
 
@@ -8,30 +8,34 @@ from typing import Annotated, Optional
 import typer
 
 from defectlab.cli import app, open_workspace
-from defectlab.errors import InvalidInputError
 
 
 @app.command("ui")
 def serve_workspace(
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 lets other machines connect.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
-    api_key: Annotated[Optional[str], typer.Option(
-        help="Key clients send in X-API-Key (default: the DEFECTLAB_API_KEY environment variable).")] = None,
+    owner_password: Annotated[Optional[str], typer.Option(
+        help="Password of the first owner account, created when the workspace has no account yet (default: the "
+             "DEFECTLAB_OWNER_PASSWORD environment variable, else a random one printed once).")] = None,
 ) -> None:
-    """Serve the workspace over HTTP: the browser pages at /, the REST API under /api (schema /api/openapi.json)."""
+    """Serve the workspace over HTTP: the browser pages at /, the REST API under /api (schema /api/openapi.json).
+
+    Everyone signs in; on the first start an owner account named 'owner' is created and its password printed.
+    """
     import uvicorn
 
-    from defectlab.deployment.server import LOOPBACK_HOSTS
+    from defectlab.accounts import create_first_owner
+    from defectlab.accounts.users import FIRST_OWNER
     from defectlab.web import create_app
 
-    key = api_key or os.environ.get("DEFECTLAB_API_KEY") or None
-    if host not in LOOPBACK_HOSTS and key is None:
-        raise InvalidInputError(
-            f"--host {host} lets other machines connect, so an API key is required; "
-            "pass --api-key KEY or set DEFECTLAB_API_KEY"
-        )
     workspace = open_workspace()
-    application = create_app(workspace, api_key=key)
-    typer.echo(f"serving workspace {workspace.root}: open http://{host}:{port}/ in a browser; the REST API is "
-               "under /api (OpenAPI schema at /api/openapi.json); stop with Ctrl+C", err=True)
+    chosen = owner_password or os.environ.get("DEFECTLAB_OWNER_PASSWORD") or None
+    password = create_first_owner(workspace, chosen)
+    if password is not None:
+        shown = "the one you set" if chosen else password
+        typer.echo(f"created the owner account: name {FIRST_OWNER!r}, password {shown}. It is shown only now; "
+                   "add accounts for the others with 'defectlab users add NAME --role ROLE'", err=True)
+    application = create_app(workspace)
+    typer.echo(f"serving workspace {workspace.root}: open http://{host}:{port}/ in a browser and sign in; the REST "
+               "API is under /api (OpenAPI schema at /api/openapi.json); stop with Ctrl+C", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -3,8 +3,10 @@
 Routes take and return JSON (except an image's file) and leave the work to
 the library functions, so a script can do what a person does with the CLI. Every
 error has the body ``{"error": MESSAGE}`` and the HTTP status of its
-``DefectlabError`` class: 400 invalid, 401 missing or wrong API key, 404 not
-found, 409 conflict, 422 data that cannot train. The OpenAPI schema is at
+``DefectlabError`` class: 400 invalid, 401 not signed in (or a wrong token),
+403 a role that does not allow the change, 404 not found, 409 conflict, 422
+data that cannot train. Every route but sign-in and health needs an account
+(see ``defectlab.web.access``). The OpenAPI schema is at
 ``/api/openapi.json``. The interactive documentation pages are left out
 because they load their scripts from a CDN, which an offline machine cannot
 reach.
@@ -12,23 +14,34 @@ reach.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from defectlab import __version__
-from defectlab.deployment.server import _BodyLimit, _key_check
+from defectlab.deployment.server import _BodyLimit
 from defectlab.errors import DefectlabError
 from defectlab.web import pages
-from defectlab.web.routes import book, browse, images, jobs, labels, pictures, projects, proposals, tasks, uploads
+from defectlab.web.access import record_changes, signed_in
+from defectlab.web.routes import (
+    accounts,
+    book,
+    browse,
+    images,
+    jobs,
+    labels,
+    pictures,
+    projects,
+    proposals,
+    tasks,
+    uploads,
+)
 from defectlab.web.uploads import max_upload_bytes
 from defectlab.workspace import Workspace
 
@@ -42,7 +55,7 @@ MAX_REQUEST_BYTES = 16 << 20
 """Largest request body in bytes; bodies are JSON, and even labels with many long polygons stay far below it."""
 
 # The browser's routes come before the images routes, whose '/images/{image_id}' would otherwise take 'bulk'.
-_ROUTERS = (projects.router, browse.router, images.router, labels.router, pictures.router, tasks.router,
+_ROUTERS = (accounts.router, projects.router, browse.router, images.router, labels.router, pictures.router, tasks.router,
             proposals.router, book.router, jobs.router, uploads.router)
 
 
@@ -64,53 +77,32 @@ class _BodyLimits:
             await self.json(scope, receive, send)
 
 
-def create_app(workspace: Workspace, *, api_key: str | None = None) -> FastAPI:
-    """Build the REST API of ``workspace``; with ``api_key``, every route but ``/api/health`` requires it.
+def create_app(workspace: Workspace) -> FastAPI:
+    """Build the REST API and pages of ``workspace``; every route but sign-in and ``/api/health`` needs an account.
 
-    The key is sent in the ``X-API-Key`` header (or ``Authorization: Bearer KEY``).
+    A script sends an API token in ``Authorization: Bearer TOKEN``; a browser signs in with
+    ``POST /api/session`` (see ``defectlab.web.access``).
     """
     app = FastAPI(title="defectlab", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=f"{API_PREFIX}/openapi.json",
                   description="The workspace's projects, images, labeling tasks, defect book and jobs. "
-                              'Every error has the body `{"error": MESSAGE}`.')
+                              "Sign in with `POST /api/session`, or send an API token as `Authorization: Bearer "
+                              'TOKEN`. Every error has the body `{"error": MESSAGE}`.')
     app.state.workspace = workspace
+    app.middleware("http")(record_changes(workspace))
     app.add_middleware(_BodyLimits)
     _add_error_handlers(app)
 
-    @app.get(f"{API_PREFIX}/health", summary="Whether the server is up; needs no API key", tags=["server"])
+    @app.get(f"{API_PREFIX}/health", summary="Whether the server is up; needs no account", tags=["server"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    dependencies = [Depends(_authorization(api_key))] if api_key else []
+    app.include_router(accounts.open_router, prefix=API_PREFIX)
     for router in _ROUTERS:
-        app.include_router(router, prefix=API_PREFIX, dependencies=dependencies)
+        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(signed_in)])
     pages.add_pages(app)
     app.openapi = _schema_without_validation_422(app)
     return app
-
-
-KEY_COOKIE = "defectlab_api_key"
-"""Cookie in which the pages keep the API key, because an ``<img>`` that shows a thumbnail or tile cannot send
-a header."""
-
-
-def _authorization(api_key: str) -> Callable[..., None]:
-    """Return a dependency that checks the key the way the inference server does, declared for OpenAPI.
-
-    A GET or HEAD request may carry the key in the ``KEY_COOKIE`` cookie instead. Requests that change
-    something must send the header, which another site's page cannot add, so the cookie gives no way
-    to forge a change from another site.
-    """
-    check = _key_check(api_key)
-    scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key the server was started with.")
-
-    def authorize(request: Request, _sent: str | None = Security(scheme)) -> None:
-        cookie = request.cookies.get(KEY_COOKIE, "")
-        if request.method in ("GET", "HEAD") and cookie and hmac.compare_digest(cookie.encode(), api_key.encode()):
-            return
-        check(request)
-
-    return authorize
 
 
 def _add_error_handlers(app: FastAPI) -> None:

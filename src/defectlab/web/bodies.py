@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from defectlab.accounts import ROLES
 from defectlab.book import EXAMPLE_ROLES
 from defectlab.data.browse import BULK_ACTIONS
 from defectlab.workspace.schema import TASKS
@@ -29,15 +30,22 @@ __all__ = [
     "NewClasses",
     "NewProject",
     "NewTask",
+    "NewToken",
+    "NewUser",
+    "SignIn",
     "Region",
     "SettleAgreed",
     "Settlement",
     "TaskAnnotation",
     "TrainRequest",
+    "UserChange",
 ]
 
 Person = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-"""The name of the person acting; it is recorded with what they change (there are no user accounts yet)."""
+"""The name of the person acting. The signed-in account is what the server records, so the field may be left
+out; when it is sent it must be that account's name."""
+
+ACTING = "Leave out: the signed-in account is recorded. When sent, it must be that account's name."
 
 
 class Body(BaseModel):
@@ -64,7 +72,7 @@ class NewClasses(Body):
 
 class ImageClass(Body):
     class_name: str = Field(alias="class", description="One of the project's classes; `ok` for no defect.")
-    labeler: Person
+    labeler: Person | None = Field(None, description=ACTING)
     version: int | None = Field(None, description="The image version the change is based on; a newer current "
                                                   "version rejects the change with status 409.")
 
@@ -72,7 +80,7 @@ class ImageClass(Body):
 class NewTask(Body):
     name: str = Field(description="The task's name, unique in the project.")
     labelers: list[str] = Field(description="2 to 5 labeler names.")
-    created_by: Person
+    created_by: Person | None = Field(None, description=ACTING)
     image_ids: list[int] | None = Field(None, description="The images to label (default: all the project's images).")
     unlabeled: bool = Field(False, description="Only images without a label, when `image_ids` is not given.")
     count: int | None = Field(None, description="Draw this many of the images at random with `seed`.")
@@ -88,7 +96,7 @@ class Region(Body):
 class TaskAnnotation(Body):
     """One labeler's annotation of one task image: a class for the whole image, or regions."""
 
-    labeler: Person
+    labeler: Person | None = Field(None, description=ACTING)
     class_name: str | None = Field(None, alias="class", description="The whole image's class; `ok` for no defect.")
     regions: list[Region] | None = Field(None, description="Regions with a box or a polygon each.")
 
@@ -102,7 +110,7 @@ class TaskAnnotation(Body):
 class Settlement(Body):
     """A reviewer's decision on one task image."""
 
-    reviewer: Person
+    reviewer: Person | None = Field(None, description=ACTING)
     class_name: str | None = Field(None, alias="class", description="The final class (default: `labeler`'s class).")
     labeler: str | None = Field(None, description="The labeler whose annotation, with its regions, becomes the label.")
     ambiguous: bool = Field(False, description="Make the image a borderline example of the class in the defect book "
@@ -111,7 +119,7 @@ class Settlement(Body):
 
 
 class SettleAgreed(Body):
-    reviewer: Person
+    reviewer: Person | None = Field(None, description=ACTING)
 
 
 class BookRule(Body):
@@ -126,7 +134,7 @@ class BookRule(Body):
 class BookChange(Body):
     """A change to a class's entry in the defect book; fields not sent stay as they are."""
 
-    author: Person
+    author: Person | None = Field(None, description=ACTING)
     definition: str | None = Field(None, description="What the defect is, in words.")
     rule: BookRule | None = None
     based_on: int | None = Field(None, description="The entry version the change is based on; a newer current "
@@ -141,7 +149,7 @@ class BookExample(Body):
     image_id: int
     role: str = Field("example", json_schema_extra={"enum": list(EXAMPLE_ROLES)},
                       description="A clear case, a look-alike that is not the defect, or a case near the rule.")
-    author: Person
+    author: Person | None = Field(None, description=ACTING)
     note: str | None = Field(None, description="What to look at in the image.")
 
 
@@ -166,7 +174,7 @@ class ImageRegion(Body):
 class ImageAnnotations(Body):
     """An image's whole label, replacing the one it has; neither `class` nor `regions` makes it not labeled."""
 
-    labeler: Person
+    labeler: Person | None = Field(None, description=ACTING)
     version: int = Field(description="The image version the label was based on; a newer current version rejects "
                                      "the save with status 409.")
     class_name: str | None = Field(None, alias="class", description="The image-level class; `ok` for no defect.")
@@ -182,7 +190,7 @@ class BulkChange(Body):
     action: str = Field(json_schema_extra={"enum": list(BULK_ACTIONS)},
                         description="Set the split, set the image-level class, exclude from or include in training.")
     value: str | None = Field(None, description="The split (`train`, `dev`, `test`, or null for none) or the class.")
-    labeler: Person
+    labeler: Person | None = Field(None, description=ACTING)
 
 
 class TrainRequest(Body):
@@ -196,3 +204,28 @@ class EvaluationRequest(Body):
     split: str = Field("test", json_schema_extra={"enum": ["train", "dev", "test"]},
                        description="The split of the model's snapshot to evaluate on; `test` images were used "
                                    "neither for training nor for choosing the threshold.")
+
+
+class SignIn(Body):
+    name: str = Field(max_length=100, description="The account's name.")
+    password: str = Field(max_length=1000)
+
+
+class NewUser(Body):
+    name: str = Field(description="1 to 100 letters, digits, spaces, '.', '_', '@' or '-', starting with a letter "
+                                  "or digit.")
+    role: str = Field(json_schema_extra={"enum": list(ROLES)})
+    password: str | None = Field(None, max_length=1000, description="At least 8 characters (default: a random "
+                                                                    "password, returned once).")
+
+
+class UserChange(Body):
+    role: str | None = Field(None, json_schema_extra={"enum": list(ROLES)}, description="Only an owner may "
+                                                                                         "change roles.")
+    password: str | None = Field(None, max_length=1000, description="At least 8 characters; ends the account's "
+                                                                    "sign-in sessions.")
+
+
+class NewToken(Body):
+    name: str = Field("api", min_length=1, max_length=100, description="What the token is for, such as the "
+                                                                       "script's name.")

@@ -95,8 +95,10 @@ _RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"check": _run_check, "trai
 JOB_KINDS = tuple(_RUNNERS)
 
 
-def start_job(workspace: Workspace, kind: str, project_name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Record a job of ``kind`` on a project, start its worker process, and return the job (see ``describe_job``).
+def start_job(workspace: Workspace, kind: str, project_name: str, options: dict[str, Any], *,
+              started_by: str | None = None) -> dict[str, Any]:
+    """Record a job of ``kind`` on a project, started by the account ``started_by``, start its worker process, and
+    return the job (see ``describe_job``).
 
     Raises:
         InvalidInputError: ``kind`` is not one of ``JOB_KINDS``.
@@ -107,7 +109,7 @@ def start_job(workspace: Workspace, kind: str, project_name: str, options: dict[
 
     with workspace.session() as session:
         project = workspace.get_project(session, project_name)
-        job = Job(project_id=project.id, kind=kind, status=RUNNING,
+        job = Job(project_id=project.id, kind=kind, status=RUNNING, started_by=started_by,
                   message=json.dumps({"project": project_name, "options": options}))
         session.add(job)
         session.flush()
@@ -125,7 +127,8 @@ def start_job(workspace: Workspace, kind: str, project_name: str, options: dict[
 
 
 def describe_job(workspace: Workspace, job_id: int, *, with_result: bool = True) -> dict[str, Any]:
-    """Return a job's id, kind, project, status, options, worker pid, times, error and, once succeeded, its result.
+    """Return a job's id, kind, project, status, options, worker pid, who started it and when, when it ended,
+    its error and, once succeeded, its result.
 
     A running job whose worker process is gone is marked failed first.
 
@@ -142,7 +145,7 @@ def describe_job(workspace: Workspace, job_id: int, *, with_result: bool = True)
     state = _state(job)
     described = {"id": job.id, "kind": job.kind, "project": state.get("project"), "status": job.status,
                  "options": state.get("options", {}), "pid": state.get("pid"),
-                 "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+                 "started_by": job.started_by, "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
                  "progress": state.get("progress"), "error": state.get("error")}
     if with_result and job.status == SUCCEEDED:
         described["result"] = json.loads(workspace.blobs.get(state["result_sha256"]))

@@ -27,6 +27,11 @@ def _page(name: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/signin")
+def signin_page() -> FileResponse:
+    return _page("signin.html")
+
+
 @router.get("/")
 def projects_page() -> FileResponse:
     return _page("projects.html")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Annotation",
+    "AuditEntry",
     "Base",
     "BookVersion",
     "Decision",
@@ -26,6 +27,8 @@ __all__ = [
     "TaskAnnotation",
     "TaskImage",
     "LabelingTask",
+    "Token",
+    "User",
 ]
 
 TASKS = ("classification", "anomaly", "segmentation", "detection")
@@ -166,6 +169,7 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(String(4000))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class Inference(Base):
@@ -314,3 +318,50 @@ class Proposal(Base):
     answer: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    """A person's account: a unique name, a role (``viewer``, ``labeler``, ``reviewer`` or ``owner``) and a
+    password stored as a salted scrypt hash (see ``defectlab.accounts``)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(10))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    tokens: Mapped[list[Token]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class Token(Base):
+    """A secret that stands for a user: a browser's sign-in ``session`` (it expires) or an ``api`` token for
+    scripts (until revoked). Only the SHA-256 digest of the secret is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class AuditEntry(Base):
+    """One request that changed something through the REST API: who, when, what and with which outcome."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user: Mapped[str] = mapped_column(String(100), index=True)
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)

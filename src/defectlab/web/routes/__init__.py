@@ -13,7 +13,8 @@ __all__ = ["WorkspaceParameter", "error_responses", "workspace_of"]
 
 _MEANINGS = {
     400: "The request is not valid; the message names the field or value and what is allowed.",
-    401: "The API key is missing or wrong (only when the server was started with a key).",
+    401: "Not signed in, or the API token or session is wrong, revoked or expired.",
+    403: "The account's role does not allow this, or a browser change came without its X-CSRF-Token header.",
     404: "The project, image, task, class or job does not exist.",
     409: "The change was based on an old version, or the name exists already; read again and repeat.",
 }

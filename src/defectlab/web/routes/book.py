@@ -13,12 +13,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from defectlab.book import add_example, entry_history, read_book, read_entry, remove_example, update_entry
+from defectlab.web.access import Reviewer, acting
 from defectlab.web.bodies import BookChange, BookExample
 from defectlab.web.routes import WorkspaceParameter, error_responses
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/projects/{project}/book", tags=["defect book"], responses=error_responses(400, 404))
+router = APIRouter(prefix="/projects/{project}/book", tags=["defect book"],
+                   responses=error_responses(400, 401, 403, 404))
 
 
 @router.get("", summary="The newest entry of every class of the project")
@@ -33,10 +35,11 @@ def read_entry_history(project: str, class_name: str, workspace: WorkspaceParame
 
 @router.post("/{class_name:path}/examples", status_code=201, summary="Link an image to a class's entry")
 def add_book_example(project: str, class_name: str, body: BookExample,
-                     workspace: WorkspaceParameter) -> dict[str, Any]:
+                     workspace: WorkspaceParameter, account: Reviewer) -> dict[str, Any]:
     """Link the image as an example, counter-example or borderline case, replacing its old link; return the
     new version."""
-    return add_example(workspace, project, class_name, body.image_id, role=body.role, author=body.author,
+    return add_example(workspace, project, class_name, body.image_id, role=body.role,
+                       author=acting(account, body.author, "author"),
                        note=body.note)
 
 
@@ -46,10 +49,12 @@ def remove_book_example(
     class_name: str,
     image_id: int,
     workspace: WorkspaceParameter,
-    author: Annotated[str, Query(min_length=1, max_length=100, description="Who makes the change.")],
+    account: Reviewer,
+    author: Annotated[str | None, Query(max_length=100, description="Leave out: the signed-in account is "
+                                                                  "recorded; when sent, it must be its name.")] = None,
 ) -> dict[str, Any]:
     """Return the new version."""
-    return remove_example(workspace, project, class_name, image_id, author=author)
+    return remove_example(workspace, project, class_name, image_id, author=acting(account, author, "author"))
 
 
 @router.get("/{class_name:path}", summary="One class's entry, the newest or an older version")
@@ -67,8 +72,9 @@ def read_book_entry(
 @router.patch("/{class_name:path}", summary="Change a class's definition or decision rule",
               responses=error_responses(409))
 def change_book_entry(project: str, class_name: str, body: BookChange,
-                      workspace: WorkspaceParameter) -> dict[str, Any]:
+                      workspace: WorkspaceParameter, account: Reviewer) -> dict[str, Any]:
     """Change the fields sent and keep the others. With `based_on`, a newer current version rejects the change
     with 409: read the entry again and repeat the change. Return the new version."""
-    return update_entry(workspace, project, class_name, author=body.author, definition=body.definition,
+    return update_entry(workspace, project, class_name, author=acting(account, body.author, "author"),
+                        definition=body.definition,
                         rule=body.rule_dict(), based_on=body.based_on)

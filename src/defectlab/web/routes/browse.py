@@ -11,12 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from defectlab.data.browse import SORT_KEYS, ImageFilter, browse_images, change_images, list_labelers, metadata_keys
+from defectlab.web.access import Reviewer, acting
 from defectlab.web.bodies import BulkChange
 from defectlab.web.routes import WorkspaceParameter, error_responses
 
 __all__ = ["FilterParameters", "SortParameter", "router"]
 
-router = APIRouter(prefix="/projects/{project}", tags=["data browser"], responses=error_responses(400, 404))
+router = APIRouter(prefix="/projects/{project}", tags=["data browser"],
+                   responses=error_responses(400, 401, 403, 404))
 
 
 def image_filter(
@@ -67,7 +69,9 @@ def read_labelers(project: str, workspace: WorkspaceParameter) -> list[str]:
 
 
 @router.post("/images/bulk", summary="Change many images at once")
-def change_selected_images(project: str, body: BulkChange, workspace: WorkspaceParameter) -> dict[str, Any]:
+def change_selected_images(project: str, body: BulkChange, workspace: WorkspaceParameter,
+                           account: Reviewer) -> dict[str, Any]:
     """Set the split or the image-level class of the selected images, or exclude them from training (or include
     them again), in one transaction. Return `action` and how many images `changed`."""
-    return change_images(workspace, project, body.image_ids, body.action, value=body.value, labeler=body.labeler)
+    return change_images(workspace, project, body.image_ids, body.action, value=body.value,
+                         labeler=acting(account, body.labeler, "labeler"))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from defectlab.data.labels import describe_image, list_images, set_image_class
 from defectlab.errors import NotFoundError
+from defectlab.web.access import Labeler, acting
 from defectlab.web.bodies import ImageClass
 from defectlab.web.routes import WorkspaceParameter, error_responses
 from defectlab.workspace import Workspace
@@ -19,7 +20,8 @@ from defectlab.workspace.schema import Image
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/projects/{project}/images", tags=["images"], responses=error_responses(400, 404))
+router = APIRouter(prefix="/projects/{project}/images", tags=["images"],
+                   responses=error_responses(400, 401, 403, 404))
 
 
 @router.get("", summary="List a project's images")
@@ -42,9 +44,11 @@ def read_image(project: str, image_id: int, workspace: WorkspaceParameter) -> di
 
 
 @router.put("/{image_id}/class", summary="Give an image an image-level class", responses=error_responses(409))
-def put_image_class(project: str, image_id: int, body: ImageClass, workspace: WorkspaceParameter) -> dict[str, Any]:
+def put_image_class(project: str, image_id: int, body: ImageClass, workspace: WorkspaceParameter,
+                    account: Labeler) -> dict[str, Any]:
     """Replace the class this labeler gave the image before and return the image with its new version."""
-    return set_image_class(workspace, project, image_id, body.class_name, labeler=body.labeler, version=body.version)
+    return set_image_class(workspace, project, image_id, body.class_name, 
+                           labeler=acting(account, body.labeler, "labeler"), version=body.version)
 
 
 @router.get("/{image_id}/file", summary="Download the image's original bytes", response_class=Response,

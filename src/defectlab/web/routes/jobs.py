@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from defectlab.data.summary import summarize_models
 from defectlab.errors import InvalidInputError
+from defectlab.web.access import Reviewer
 from defectlab.web.bodies import CheckRequest, EvaluationRequest, TrainRequest
 from defectlab.web.evaluations import find_project_model
 from defectlab.web.jobs import describe_job, list_jobs, start_job
@@ -15,19 +16,21 @@ from defectlab.web.routes import WorkspaceParameter, error_responses
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["jobs"], responses=error_responses(400, 404))
+router = APIRouter(tags=["jobs"], responses=error_responses(400, 401, 403, 404))
 
 
 @router.post("/projects/{project}/checks", status_code=202, summary="Start a data check of a project as a job")
-def start_check(project: str, workspace: WorkspaceParameter, body: CheckRequest | None = None) -> dict[str, Any]:
+def start_check(project: str, workspace: WorkspaceParameter, account: Reviewer,
+                body: CheckRequest | None = None) -> dict[str, Any]:
     """Look for suspicious labels, outliers, duplicates, leakage, imaging problems and thin coverage. It can
     take minutes on a large project, so it runs as a job: follow it with GET /api/jobs/{job_id}."""
     options = (body or CheckRequest()).model_dump()
-    return start_job(workspace, "check", project, options)
+    return start_job(workspace, "check", project, options, started_by=account.name)
 
 
 @router.post("/projects/{project}/training", status_code=202, summary="Start training a model of a project as a job")
-def start_training(project: str, workspace: WorkspaceParameter, body: TrainRequest | None = None) -> dict[str, Any]:
+def start_training(project: str, workspace: WorkspaceParameter, account: Reviewer,
+                   body: TrainRequest | None = None) -> dict[str, Any]:
     """Train on the project's labeled images with the auto-tuner's settings (or `settings` in their place). The
     job's `progress` shows how far it is; once it succeeded, its `result` has `model_id`, `threshold`,
     `counts`, `seconds` and the `settings` used."""
@@ -35,7 +38,7 @@ def start_training(project: str, workspace: WorkspaceParameter, body: TrainReque
 
     options = (body or TrainRequest()).model_dump(exclude_none=True)
     validate_overrides(options.get("settings") or {})
-    return start_job(workspace, "train", project, options)
+    return start_job(workspace, "train", project, options, started_by=account.name)
 
 
 @router.get("/training/settings", summary="The training settings a person may set, with their safe ranges")
@@ -57,7 +60,7 @@ def list_models(project: str, workspace: WorkspaceParameter) -> list[dict[str, A
 
 @router.post("/projects/{project}/models/{model_id}/evaluations", status_code=202,
              summary="Start evaluating a model on one split as a job")
-def start_evaluation(project: str, model_id: int, workspace: WorkspaceParameter,
+def start_evaluation(project: str, model_id: int, workspace: WorkspaceParameter, account: Reviewer,
                      body: EvaluationRequest | None = None) -> dict[str, Any]:
     """Predict the split's labeled images and measure the model. Once the job succeeded, its `result` has the
     metrics of `defectlab evaluate` (escape and overkill rates, `per_class`, `confusion_matrix` with rows as true
@@ -67,7 +70,8 @@ def start_evaluation(project: str, model_id: int, workspace: WorkspaceParameter,
     if request.split not in ("train", "dev", "test"):
         raise InvalidInputError(f"split {request.split!r} is not valid; use one of: train, dev, test")
     find_project_model(workspace, project, model_id)
-    return start_job(workspace, "evaluate", project, {"model_id": model_id, "split": request.split})
+    return start_job(workspace, "evaluate", project, {"model_id": model_id, "split": request.split},
+                     started_by=account.name)
 
 
 @router.get("/jobs", summary="List jobs, newest first")

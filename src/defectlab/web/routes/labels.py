@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from defectlab.data.annotations import read_annotations, save_annotations
 from defectlab.data.browse import find_neighbours
+from defectlab.web.access import Labeler, acting
 from defectlab.web.bodies import ImageAnnotations
 from defectlab.web.routes import WorkspaceParameter, error_responses
 from defectlab.web.routes.browse import FilterParameters, SortParameter
@@ -15,7 +16,7 @@ from defectlab.web.routes.browse import FilterParameters, SortParameter
 __all__ = ["router"]
 
 router = APIRouter(prefix="/projects/{project}/images/{image_id}", tags=["labeling"],
-                   responses=error_responses(400, 404))
+                   responses=error_responses(400, 401, 403, 404))
 
 
 @router.get("/annotations", summary="An image's label for editing, with its version")
@@ -28,11 +29,12 @@ def read_image_annotations(project: str, image_id: int, workspace: WorkspacePara
 
 @router.put("/annotations", summary="Replace an image's label", responses=error_responses(409))
 def put_image_annotations(project: str, image_id: int, body: ImageAnnotations,
-                          workspace: WorkspaceParameter) -> dict[str, Any]:
-    """Replace every annotation of the image with `class` and `regions`, stamped with `labeler`. A `version`
+                          workspace: WorkspaceParameter, account: Labeler) -> dict[str, Any]:
+    """Replace every annotation of the image with `class` and `regions`, stamped with the account's name. A `version`
     older than the image's current one means someone saved since: the save is rejected with 409 and nothing
     changes. Return the label as GET returns it, at the new version."""
-    return save_annotations(workspace, project, image_id, labeler=body.labeler, version=body.version,
+    return save_annotations(workspace, project, image_id, labeler=acting(account, body.labeler, "labeler"),
+                            version=body.version,
                             class_name=body.class_name, regions=body.region_dicts())
 
 

@@ -26,7 +26,7 @@ from defectlab.workspace import Workspace
 __all__ = ["router"]
 
 router = APIRouter(prefix="/projects/{project}/images/{image_id}", tags=["images"],
-                   responses=error_responses(400, 404))
+                   responses=error_responses(400, 401, 403, 404))
 
 CACHED_PYRAMIDS = 3
 """Tile pyramids kept in memory; an 8000x8000 grayscale image costs about 85 MB with its levels."""

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from defectlab.data.summary import summarize_projects
 from defectlab.quality.agreement import collect_labels, measure_agreement
+from defectlab.web.access import Owner, Reviewer
 from defectlab.web.bodies import NewClasses, NewProject
 from defectlab.web.routes import WorkspaceParameter, error_responses
 from defectlab.workspace import Workspace
@@ -16,7 +17,8 @@ from defectlab.workspace.schema import Project
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(400, 404))
+router = APIRouter(prefix="/projects", tags=["projects"],
+                   responses=error_responses(400, 401, 403, 404))
 
 
 @router.get("", summary="List the projects with their task type, classes and counts")
@@ -26,7 +28,7 @@ def list_projects(workspace: WorkspaceParameter) -> list[dict[str, Any]]:
 
 
 @router.post("", status_code=201, summary="Create a project", responses=error_responses(409))
-def create_project(body: NewProject, workspace: WorkspaceParameter) -> dict[str, Any]:
+def create_project(body: NewProject, workspace: WorkspaceParameter, account: Owner) -> dict[str, Any]:
     """Create a project with its task type; the `ok` class comes first, then `classes`."""
     workspace.create_project(body.name, body.task, body.classes)
     return describe_project(workspace, body.name)
@@ -38,7 +40,8 @@ def read_project(project: str, workspace: WorkspaceParameter) -> dict[str, Any]:
 
 
 @router.post("/{project}/classes", summary="Add defect classes to a project")
-def add_classes(project: str, body: NewClasses, workspace: WorkspaceParameter) -> dict[str, Any]:
+def add_classes(project: str, body: NewClasses, workspace: WorkspaceParameter,
+                account: Reviewer) -> dict[str, Any]:
     """Return the classes `added` (those the project had already are left alone) and all its `classes`."""
     added = workspace.add_classes(project, body.names)
     return {"added": added, "classes": describe_project(workspace, project)["classes"]}

@@ -12,13 +12,15 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from defectlab.proposals import ACTIONS, SOURCES, list_proposals, next_proposal, proposal_report, review_proposal
-from defectlab.web.bodies import Body, ImageRegion, Person
+from defectlab.web.access import Labeler, acting
+from defectlab.web.bodies import ACTING, Body, ImageRegion, Person
 from defectlab.web.jobs import start_job
 from defectlab.web.routes import WorkspaceParameter, error_responses
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/projects/{project}/proposals", tags=["proposals"], responses=error_responses(400, 404))
+router = APIRouter(prefix="/projects/{project}/proposals", tags=["proposals"],
+                   responses=error_responses(400, 401, 403, 404))
 
 
 class ProposalRequest(Body):
@@ -30,17 +32,19 @@ class ProposalRequest(Body):
 class Review(Body):
     """A person's decision on one proposal."""
 
-    reviewer: Person
+    reviewer: Person | None = Field(None, description=ACTING)
     action: str = Field(description="`accept`, `correct` or `reject`.", json_schema_extra={"enum": list(ACTIONS)})
     class_name: str | None = Field(None, alias="class", description="The right class, for `correct`.")
     regions: list[ImageRegion] | None = Field(None, description="The right regions, for `correct`.")
 
 
 @router.post("", status_code=202, summary="Propose labels for the project's unlabeled images, as a job")
-def start_proposals(project: str, workspace: WorkspaceParameter, body: ProposalRequest | None = None) -> dict[str, Any]:
+def start_proposals(project: str, workspace: WorkspaceParameter, account: Labeler,
+                    body: ProposalRequest | None = None) -> dict[str, Any]:
     """Give each unlabeled image a proposed label, replacing its open proposal. Follow the job with
     GET /api/jobs/{job_id}; its `result` has `proposed`, `blind`, `by_class`, `source` and `seconds`."""
-    return start_job(workspace, "propose", project, (body or ProposalRequest()).model_dump())
+    return start_job(workspace, "propose", project, (body or ProposalRequest()).model_dump(),
+                     started_by=account.name)
 
 
 @router.get("", summary="List proposals, least confident first")
@@ -68,10 +72,12 @@ def read_report(project: str, workspace: WorkspaceParameter) -> dict[str, Any]:
 
 
 @router.post("/{proposal_id}/review", summary="Accept, correct or reject one proposal", responses=error_responses(409))
-def review(project: str, proposal_id: int, body: Review, workspace: WorkspaceParameter) -> dict[str, Any]:
+def review(project: str, proposal_id: int, body: Review, workspace: WorkspaceParameter,
+           account: Labeler) -> dict[str, Any]:
     """Settle one proposal. `accept` makes the proposed label the image's label, `correct` stores `class` and
     `regions` instead (which is how a blind check is labeled), and `reject` leaves the image unlabeled. A
     proposal reviewed already, or an image labeled since, is a conflict (409)."""
     regions = [region.model_dump(by_alias=True, exclude_none=True) for region in body.regions or []] or None
-    return review_proposal(workspace, project, proposal_id, reviewer=body.reviewer, action=body.action,
+    return review_proposal(workspace, project, proposal_id, reviewer=acting(account, body.reviewer, "reviewer"),
+                           action=body.action,
                            class_name=body.class_name, regions=regions)

@@ -28,14 +28,19 @@ from defectlab.consensus import (
     task_agreement,
 )
 from defectlab.consensus.tasks import describe_task, find_task
+from defectlab.accounts import Account, has_role
+from defectlab.errors import ForbiddenError
+from defectlab.web.access import Labeler, Reviewer, Signed, acting
 from defectlab.web.bodies import NewTask, SettleAgreed, Settlement, TaskAnnotation
 from defectlab.web.routes import WorkspaceParameter, error_responses
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/projects/{project}/tasks", tags=["labeling tasks"], responses=error_responses(400, 404))
+router = APIRouter(prefix="/projects/{project}/tasks", tags=["labeling tasks"],
+                   responses=error_responses(400, 401, 403, 404))
 
-Labeler = Annotated[str, Query(min_length=1, max_length=100, description="The labeler's name, as the task lists it.")]
+LabelerName = Annotated[str | None, Query(max_length=100, description="The labeler whose work to read (default: the "
+                                                                     "signed-in account); another's needs a reviewer.")]
 
 
 @router.get("", summary="List a project's labeling tasks with each labeler's progress")
@@ -44,31 +49,36 @@ def list_project_tasks(project: str, workspace: WorkspaceParameter) -> list[dict
 
 
 @router.post("", status_code=201, summary="Create a labeling task", responses=error_responses(409))
-def create_project_task(project: str, body: NewTask, workspace: WorkspaceParameter) -> dict[str, Any]:
+def create_project_task(project: str, body: NewTask, workspace: WorkspaceParameter,
+                        account: Reviewer) -> dict[str, Any]:
     """Hand the same images to 2 to 5 labelers, in one shared shuffled order."""
-    return create_task(workspace, project, body.name, body.labelers, created_by=body.created_by,
+    return create_task(workspace, project, body.name, body.labelers,
+                       created_by=acting(account, body.created_by, "created_by"),
+                      
                        image_ids=body.image_ids, unlabeled=body.unlabeled, count=body.count, seed=body.seed)
 
 
 @router.get("/{task:path}/next", summary="The labeler's next image to label")
-def read_next_image(project: str, task: str, labeler: Labeler, workspace: WorkspaceParameter) -> dict[str, Any] | None:
+def read_next_image(project: str, task: str, workspace: WorkspaceParameter, account: Signed,
+                    labeler: LabelerName = None) -> dict[str, Any] | None:
     """Return `image_id`, `path`, `width`, `height`, `position`, `images` and `left`, or null when the labeler is
     done. Nothing about other labelers' work or the image's current label is returned."""
-    return next_image(workspace, project, task, labeler)
+    return next_image(workspace, project, task, _whose(account, labeler))
 
 
 @router.get("/{task:path}/images/{image_id}/annotations", summary="The labeler's own annotations of one task image")
-def read_annotations(project: str, task: str, image_id: int, labeler: Labeler,
-                     workspace: WorkspaceParameter) -> list[dict[str, Any]]:
-    return labeler_view(workspace, project, task, image_id, labeler)
+def read_annotations(project: str, task: str, image_id: int, workspace: WorkspaceParameter, account: Signed,
+                     labeler: LabelerName = None) -> list[dict[str, Any]]:
+    return labeler_view(workspace, project, task, image_id, _whose(account, labeler))
 
 
 @router.put("/{task:path}/images/{image_id}/annotations", summary="Store the labeler's annotation of one task image")
 def put_annotations(project: str, task: str, image_id: int, body: TaskAnnotation,
-                    workspace: WorkspaceParameter) -> list[dict[str, Any]]:
+                    workspace: WorkspaceParameter, account: Labeler) -> list[dict[str, Any]]:
     """Replace what the labeler gave the image before with either `class` for the whole image (`ok` when it has
     no defect) or `regions`."""
-    return annotate(workspace, project, task, image_id, body.labeler, class_name=body.class_name,
+    return annotate(workspace, project, task, image_id, acting(account, body.labeler, "labeler"),
+                    class_name=body.class_name,
                     regions=body.region_dicts())
 
 
@@ -87,17 +97,19 @@ def read_review(project: str, task: str, workspace: WorkspaceParameter) -> list[
 
 @router.post("/{task:path}/images/{image_id}/settle", summary="Settle one task image")
 def settle_image(project: str, task: str, image_id: int, body: Settlement,
-                 workspace: WorkspaceParameter) -> dict[str, Any]:
+                 workspace: WorkspaceParameter, account: Reviewer) -> dict[str, Any]:
     """Make `class` (or `labeler`'s annotation) the image's label, or with `ambiguous` make the image a
     borderline example of the class in the defect book. Return the decision."""
-    return settle(workspace, project, task, image_id, reviewer=body.reviewer, class_name=body.class_name,
+    return settle(workspace, project, task, image_id, reviewer=acting(account, body.reviewer, "reviewer"),
+                  class_name=body.class_name,
                   labeler=body.labeler, ambiguous=body.ambiguous, note=body.note)
 
 
 @router.post("/{task:path}/settle-agreed", summary="Settle every image all the task's labelers labeled alike")
-def settle_agreed_images(project: str, task: str, body: SettleAgreed, workspace: WorkspaceParameter) -> dict[str, int]:
+def settle_agreed_images(project: str, task: str, body: SettleAgreed, workspace: WorkspaceParameter,
+                         account: Reviewer) -> dict[str, int]:
     """Return how many images were `settled` and how many are `left` for a reviewer."""
-    return settle_agreed(workspace, project, task, reviewer=body.reviewer)
+    return settle_agreed(workspace, project, task, reviewer=acting(account, body.reviewer, "reviewer"))
 
 
 @router.get("/{task:path}", summary="Describe one labeling task")
@@ -105,3 +117,17 @@ def read_task(project: str, task: str, workspace: WorkspaceParameter) -> dict[st
     """Return `name`, `labelers`, `images`, `created_by`, `created_at`, `progress` per labeler and `settled`."""
     with workspace.session() as session:
         return describe_task(session, find_task(workspace, session, project, task))
+
+
+def _whose(account: Account, labeler: str | None) -> str:
+    """Return the labeler whose blind work to read: the account's own, or another's for a reviewer.
+
+    Raises:
+        ForbiddenError: A labeler or viewer asks for someone else's work, which would break the blind.
+    """
+    if labeler is None or labeler == account.name:
+        return account.name
+    if not has_role(account, "reviewer"):
+        raise ForbiddenError(f"labeling tasks are blind: {account.name!r} may read only their own work, not "
+                             f"{labeler!r}'s; a reviewer sees everyone's in the task's review")
+    return labeler

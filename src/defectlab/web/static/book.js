@@ -4,7 +4,7 @@
 // responds with 409, and the page says so and keeps the text typed here so nothing is lost.
 
 import {
-  ApiError, api, drawHeader, h, pageParts, projectPath, requireName, ruleWords, showError, showMessage, thumbnailUrl,
+  ApiError, api, drawHeader, h, pageParts, projectPath, ruleWords, showError, showMessage, thumbnailUrl,
 } from "./common.js";
 
 const ROLES = [["example", "Example"], ["counter_example", "Counter-example"], ["borderline", "Borderline"]];
@@ -49,12 +49,10 @@ function editor(entry) {
 }
 
 async function saveEntry(entry, form) {
-  const author = requireName();
-  if (!author) return;
   const field = (name) => form.elements[name].value.trim();
   const number = (name) => (field(name) === "" ? null : Number(field(name)));
   const rule = { min_length: number("min_length"), min_area: number("min_area"), unit: field("unit"), pixel_size_mm: number("pixel_size_mm") };
-  const body = { author, based_on: entry.version, definition: form.elements.definition.value };
+  const body = { based_on: entry.version, definition: form.elements.definition.value };
   // An entry without a rule keeps none until a size is typed; the unit alone is no rule.
   const sizes = [rule.min_length, rule.min_area, rule.pixel_size_mm].some((value) => value !== null);
   if (sizes || Object.keys(entry.rule || {}).length) body.rule = rule;
@@ -97,11 +95,9 @@ function examples(entry) {
     h("button", { type: "submit" }, "Link image"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const author = requireName();
-    if (!author) return;
     try {
       await api("POST", projectPath(project, "book", entry.class, "examples"),
-        { image_id: Number(imageField.value), role: role.value, note: note.value || null, author });
+        { image_id: Number(imageField.value), role: role.value, note: note.value || null });
       await draw();
     } catch (error) {
       showError(error);
@@ -112,10 +108,8 @@ function examples(entry) {
 }
 
 async function removeExample(className, example) {
-  const author = requireName();
-  if (!author) return;
   try {
-    await api("DELETE", `${projectPath(project, "book", className, "examples", String(example.image_id))}?author=${encodeURIComponent(author)}`);
+    await api("DELETE", projectPath(project, "book", className, "examples", String(example.image_id)));
     await draw();
   } catch (error) {
     showError(error);

@@ -4,7 +4,7 @@
 // shows the same page, and the labeling page's next and previous follow them.
 
 import {
-  api, drawHeader, h, pageParts, projectPath, requireName, showError, showMessage, stateWords, thumbnailUrl,
+  api, drawHeader, h, pageParts, projectPath, showError, showMessage, stateWords, thumbnailUrl,
 } from "./common.js";
 import { uploadCard } from "./upload.js";
 
@@ -99,14 +99,12 @@ function bulkBar() {
   const classChoice = select("bulk-class", "", [["", "choose"], ...projectInfo.classes.map((c) => [c, c === "ok" ? "ok (no defect)" : c])]);
   // valueOf returns the value to send, or throws when the person has not chosen one yet.
   const run = (action, valueOf) => async () => {
-    const labeler = requireName();
-    if (!labeler) return;
     if (!selected.size) { showMessage("Select images first with their check boxes.", "error"); return; }
     let value;
     try { value = valueOf(); } catch (error) { showMessage(error.message, "error"); return; }
     try {
       const result = await api("POST", projectPath(project, "images", "bulk"), {
-        image_ids: [...selected], action, value, labeler,
+        image_ids: [...selected], action, value,
       });
       showMessage(`${result.changed} of ${selected.size} images changed.`);
       selected.clear();

@@ -3,8 +3,7 @@
 // Elements are built with h(), which sets text through text nodes and never
 // through innerHTML, so names and definitions people typed are shown as typed.
 
-const NAME_KEY = "defectlab.labeler";
-const API_KEY = "defectlab.apiKey";
+const CSRF_HEADER = "X-CSRF-Token";
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -14,28 +13,33 @@ export class ApiError extends Error {
 }
 
 // Call one route of the REST API and return its JSON; an error response throws ApiError with the server's message.
+// The session cookie names the account; a change also sends the session's CSRF token. Without a session the
+// page moves to the sign-in page, which comes back here afterwards.
 export async function api(method, path, body) {
   const headers = {};
-  const key = sessionStorage.getItem(API_KEY);
-  if (key) headers["X-API-Key"] = key;
+  const signingIn = method === "POST" && path === "/session";
+  if (method !== "GET" && !signingIn) headers[CSRF_HEADER] = (await signedIn()).csrf || "";
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(`/api${path}`, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (response.status === 401 && askApiKey()) return api(method, path, body);
+  if (response.status === 401 && !signingIn) goToSignIn();
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) throw new ApiError(response.status, (data && data.error) || `${method} ${path} failed`);
   return data;
 }
 
-function askApiKey() {
-  const key = window.prompt("This server needs its API key. Enter the key it was started with:");
-  if (!key) return false;
-  sessionStorage.setItem(API_KEY, key.trim());
-  // Thumbnails and tiles are <img> requests, which cannot send a header; the server reads this cookie on GET only.
-  document.cookie = `defectlab_api_key=${encodeURIComponent(key.trim())}; path=/; SameSite=Strict`;
-  return true;
+export function goToSignIn() {
+  location.assign(`/signin?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+let account = null;
+
+// Return the signed-in account: {name, role, csrf}, read once per page.
+export async function signedIn() {
+  if (!account) account = await api("GET", "/session");
+  return account;
 }
 
 // Return an address under /api with each part of `parts` escaped, such as projectPath("plates", "book", "pit/x").
@@ -67,21 +71,7 @@ export function pageParts() {
   return { project: parts[1], rest: parts.slice(2) };
 }
 
-export function labelerName() {
-  return (localStorage.getItem(NAME_KEY) || "").trim();
-}
-
-// Return the person's name, asking for it in the header when it is not set yet.
-export function requireName() {
-  const name = labelerName();
-  if (name) return name;
-  const input = document.querySelector("#your-name");
-  showMessage("Enter your name at the top right first: every change records who made it.", "error");
-  if (input) input.focus();
-  return null;
-}
-
-// Draw the header: the way back to projects, the project's pages and the person's name.
+// Draw the header: the way back to projects, the project's pages, and who is signed in with a way out.
 export function drawHeader(project, current) {
   const top = document.querySelector("#top");
   const links = [h("a", { href: "/", className: current === "projects" ? "current" : "" }, "Projects")];
@@ -92,12 +82,15 @@ export function drawHeader(project, current) {
     links.push(h("a", { href: `${base}/book`, className: current === "book" ? "current" : "" }, "Defect book"));
     links.push(h("a", { href: `${base}/train`, className: current === "train" ? "current" : "" }, "Training"));
   }
-  const name = h("input", {
-    id: "your-name", value: labelerName(), placeholder: "Your name", size: 14, "aria-label": "Your name",
-    onchange: (event) => localStorage.setItem(NAME_KEY, event.target.value.trim()),
-  });
-  top.replaceChildren(h("nav", {}, h("strong", { className: "brand" }, "defectlab"), ...links),
-    h("label", { className: "who" }, "Labeler ", name));
+  const who = h("span", { className: "who", id: "who" });
+  top.replaceChildren(h("nav", {}, h("strong", { className: "brand" }, "defectlab"), ...links), who);
+  signedIn().then((me) => who.replaceChildren(`Signed in as ${me.name} (${me.role}) `,
+    h("button", { type: "button", className: "link", onclick: signOut }, "Sign out"))).catch(() => {});
+}
+
+async function signOut() {
+  await api("DELETE", "/session");
+  location.assign("/signin");
 }
 
 let messageTimer = null;

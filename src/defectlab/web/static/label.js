@@ -5,7 +5,7 @@
 // the person chooses to load their label.
 
 import {
-  ApiError, api, classColour, drawHeader, h, pageParts, projectPath, requireName, ruleWords, showError,
+  ApiError, api, classColour, drawHeader, h, pageParts, projectPath, ruleWords, showError,
   showMessage, stateWords, thumbnailUrl,
 } from "./common.js";
 import { TileViewer } from "./viewer.js";
@@ -363,10 +363,8 @@ function regionBody(region) {
 
 // Save the label; return true when it was saved, false when the server rejected it (a conflict is shown).
 async function save() {
-  const labeler = requireName();
-  if (!labeler) return false;
   const regions = label.regions.map(regionBody).filter(Boolean);
-  const body = { labeler, version: saved.version, class: label.cls, regions };
+  const body = { version: saved.version, class: label.cls, regions };
   try {
     const answer = await api("PUT", projectPath(project, "images", String(imageId), "annotations"), body);
     saved = { ...saved, ...answer };
@@ -484,10 +482,8 @@ async function drawBookEntry() {
 }
 
 async function addExample(name, role) {
-  const author = requireName();
-  if (!author) return;
   try {
-    await api("POST", projectPath(project, "book", name, "examples"), { image_id: imageId, role, author });
+    await api("POST", projectPath(project, "book", name, "examples"), { image_id: imageId, role });
     showMessage(`Added this image to the defect book of ${name} as ${role.replace("_", "-")}.`);
     bookEntries.delete(name);
     drawBookEntry();

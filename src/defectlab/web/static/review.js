@@ -6,7 +6,7 @@
 // only reads, so a reload shows the same progress.
 
 import {
-  ApiError, api, classColour, drawHeader, h, pageParts, projectPath, requireName, showError, showMessage,
+  ApiError, api, classColour, drawHeader, h, pageParts, projectPath, showError, showMessage,
   stateWords,
 } from "./common.js";
 import { TileViewer } from "./viewer.js";
@@ -246,9 +246,7 @@ async function showNext() {
 
 async function review(action, className) {
   if (!current || reviewing) return;
-  const reviewer = requireName();
-  if (!reviewer) return;
-  const body = { reviewer, action };
+  const body = { action };
   if (action === "correct") body.class = className;
   if (action === "correct" && !imageLevel() && className !== "ok") {
     // NOTE: regions cannot be drawn on this page yet, so a class key can only relabel the proposed ones.

@@ -1,7 +1,7 @@
 // Adding images from the browser: drop files, folders or a zip. They are sent in batches with a progress bar
 // and imported by a job. The import report then lists every file that was not imported and why.
 
-import { api, h, projectPath } from "./common.js";
+import { api, h, projectPath, signedIn } from "./common.js";
 
 const BATCH_FILES = 100;
 const BATCH_BYTES = 64 << 20;
@@ -48,14 +48,14 @@ function batches(files) {
 }
 
 // Send one batch with XMLHttpRequest, whose upload events give progress, which fetch does not.
-function sendBatch(url, group, onBytes) {
+async function sendBatch(url, group, onBytes) {
+  const { csrf } = await signedIn();
   return new Promise((resolve, reject) => {
     const form = new FormData();
     for (const { file, path } of group) form.append("files", file, path);
     const request = new XMLHttpRequest();
     request.open("POST", `/api${url}`);
-    const key = sessionStorage.getItem("defectlab.apiKey");
-    if (key) request.setRequestHeader("X-API-Key", key);
+    request.setRequestHeader("X-CSRF-Token", csrf || "");
     request.upload.onprogress = (event) => onBytes(event.loaded);
     request.onload = () => {
       const body = request.responseText ? JSON.parse(request.responseText) : {};
