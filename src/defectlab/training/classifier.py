@@ -51,6 +51,7 @@ from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_ten
 from defectlab.runtime.engine import defect_scores
 from defectlab.training.anomaly import ProgressCallback
 from defectlab.training.autotune import OK_CLASS, Augmentations, TrainingPlan
+from defectlab.training.curves import EpochCallback
 
 __all__ = ["ClassifierModel", "train_classifier"]
 
@@ -200,6 +201,7 @@ def train_classifier(
     dev_images: Sequence[np.ndarray] = (),
     dev_labels: Sequence[int] | None = None,
     progress: ProgressCallback | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> ClassifierModel:
     """Train a classifier on labeled images and choose its head and threshold on dev images.
 
@@ -213,6 +215,7 @@ def train_classifier(
             When empty, a stratified ``15 %`` of the training images is held out.
         dev_labels: Class index per dev image.
         progress: Called with (done, total, message) as work proceeds.
+        on_epoch: Called with each fine-tuning epoch's ``loss_history`` entry.
 
     Raises:
         InvalidInputError: Labels do not match the images or the class names.
@@ -237,7 +240,7 @@ def train_classifier(
     dev_cache = _cache_trunk(network, dev_images, prep, split, ["identity"], plan, lambda done: report(len(train_view) + done, total, "Extracting dev features"))
     data = _Data(len(copies), cache, np.repeat(train_labels, len(copies)), dev_cache, dev_label_array, _weights(class_names, plan))
 
-    model = _select_head(network, data, class_names, prep, split, plan, lambda epoch: report(len(train_view) + len(dev_images) + epoch, total, "Fine-tuning"))
+    model = _select_head(network, data, class_names, prep, split, plan, lambda epoch: report(len(train_view) + len(dev_images) + epoch, total, "Fine-tuning"), on_epoch)
     dev_probabilities = _probabilities_from_trunk(model.network, dev_cache, split)
     model.threshold = choose_defect_threshold(model, dev_probabilities, dev_label_array, escape_cost=plan.escape_cost)
     logger.info("Classifier head %s, defect threshold %.3f on %d dev images", model.head, model.threshold, len(dev_label_array))
@@ -384,6 +387,7 @@ def _select_head(
     split: int,
     plan: TrainingPlan,
     report: Callable[[int], None],
+    on_epoch: EpochCallback | None = None,
 ) -> ClassifierModel:
     """Train the heads the plan allows and keep the one with the lower dev loss."""
     candidates: list[tuple[float, ClassifierModel]] = []
@@ -393,7 +397,8 @@ def _select_head(
         model = ClassifierModel(prep, class_names, linear, first_tuned_block=NUM_BLOCKS, head="linear")
         candidates.append((_weighted_loss(_probabilities_from_trunk(linear, data.dev, split), data.dev_labels, data.weights), model))
     if plan.fine_tune != "never":
-        tuned, history = _fine_tune(linear if linear is not None else network, data, len(class_names), split, plan, report)
+        tuned, history = _fine_tune(linear if linear is not None else network, data, len(class_names), split, plan, report,
+                                    on_epoch)
         model = ClassifierModel(prep, class_names, tuned, first_tuned_block=split, head="fine_tuned", loss_history=history)
         best = min(entry["dev_loss"] for entry in history) if history and data.dev_labels.size else math.inf
         candidates.append((best, model))
@@ -465,6 +470,7 @@ def _fine_tune(
     split: int,
     plan: TrainingPlan,
     report: Callable[[int], None],
+    on_epoch: EpochCallback | None = None,
 ) -> tuple[EfficientNetLite0, list[dict[str, float]]]:
     """Train blocks ``split ..`` and the head on cached trunk outputs; keep the epoch with the lowest dev loss."""
     with torch.random.fork_rng():
@@ -483,6 +489,8 @@ def _fine_tune(
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": accuracy})
             if not dev_loss >= best[0]:  # also true for the first NaN, so a model is always kept
                 best = (dev_loss, copy.deepcopy(network.state_dict()))
+            if on_epoch is not None:
+                on_epoch(history[-1])
             report(epoch + 1)
     network.load_state_dict(best[1])
     return network.eval(), history

@@ -74,6 +74,7 @@ from defectlab.models.efficientnet import (
     load_efficientnet_lite0,
 )
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
+from defectlab.training.curves import EpochCallback
 
 __all__ = [
     "FEATURE_BLOCKS",
@@ -474,7 +475,8 @@ def choose_epochs(image_count: int) -> int:
 
 def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], class_names: Sequence[str], *,
                    input_size: tuple[int, int] | None = None, epochs: int | None = None,
-                   progress: Progress | None = None, seed: int = 0) -> Detector:
+                   progress: Progress | None = None, seed: int = 0,
+                   on_epoch: EpochCallback | None = None) -> Detector:
     """Train a box detector on frozen backbone features.
 
     Args:
@@ -491,6 +493,7 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]],
         epochs: Passes over the images; ``choose_epochs`` when None.
         progress: Called as ``progress(done, total, message)``.
         seed: Seed of the head's initialization and of the copy and batch order.
+        on_epoch: Called with each epoch's ``loss_history`` entry.
 
     Raises:
         InvalidInputError: The lengths differ, ``class_names`` does not start
@@ -527,7 +530,7 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]],
     head = _DetectionHead(len(names) - 1)
     head.fit_standardization(cache[0])
     history = _train_head(head, cache, copy_boxes, rng, epochs,
-                          lambda epoch: report(len(images) + epoch, total, "Training the detection head"))
+                          lambda epoch: report(len(images) + epoch, total, "Training the detection head"), on_epoch)
     report(total, total, "Done")
     return Detector(prep, names, head, loss_history=history, backbone=backbone)
 
@@ -601,7 +604,8 @@ def _copy_boxes(boxes: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]], i
 
 
 def _train_head(head: _DetectionHead, cache: list[list[torch.Tensor]], copy_boxes: list[list[np.ndarray]],
-                rng: np.random.Generator, epochs: int, report: Callable[[int], None]) -> list[dict[str, float]]:
+                rng: np.random.Generator, epochs: int, report: Callable[[int], None],
+                on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """Train for all ``epochs`` and keep the final weights; return one history entry per epoch.
 
     Each image is seen once per epoch, as one of its flipped copies drawn at
@@ -632,6 +636,8 @@ def _train_head(head: _DetectionHead, cache: list[list[torch.Tensor]], copy_boxe
             totals += [background.item(), projection.item()]
         history.append({"epoch": epoch + 1, "background_loss": totals[0] / steps_per_epoch,
                         "projection_loss": totals[1] / steps_per_epoch})
+        if on_epoch is not None:
+            on_epoch(history[-1])
         report(epoch + 1)
     head.eval()
     return history

@@ -49,6 +49,7 @@ from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_bat
 from defectlab.runtime.engine import defect_scores
 from defectlab.training.autotune import TrainingPlan
 from defectlab.training.classifier import choose_defect_threshold
+from defectlab.training.curves import EpochCallback
 
 __all__ = ["FEATURE_BLOCKS", "PatchClassifier", "extract_patch_features", "fit_patch_head", "patch_probabilities",
            "train_patch_classifier"]
@@ -229,7 +230,8 @@ def _check_copies(names: Sequence[str]) -> tuple[str, ...]:
 def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], class_names: Sequence[str],
                            plan: TrainingPlan, *, dev_images: Sequence[np.ndarray], dev_labels: Sequence[int],
                            masks: Sequence[np.ndarray | None] | None = None,
-                           progress: Progress | None = None) -> PatchClassifier:
+                           progress: Progress | None = None,
+                           on_epoch: EpochCallback | None = None) -> PatchClassifier:
     """Train the patch head on frozen features; keep the final epoch's weights.
 
     Args:
@@ -243,6 +245,7 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
         masks: Per training image, a boolean ``(H, W)`` defect mask or None. Where
             given, patches inside the mask learn the image's class and patches
             well outside it learn ``ok``, on top of the image-level loss.
+        on_epoch: Called with each epoch's ``loss_history`` entry.
 
     Raises:
         TrainingError: Fewer than two classes in training, or no dev image.
@@ -270,7 +273,8 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
     head.std.copy_(cache[0].float().std(dim=(0, 2, 3), keepdim=True) + 1e-3)
     weights = torch.tensor([plan.class_weights.get(name, 1.0) for name in names], dtype=torch.float32)
     history = _train(head, cache, targets, train_labels, dev_cache, dev_targets, weights, rng, plan.epochs,
-                     lambda epoch: report(len(images) + len(dev_images) + epoch, total, "Training the patch head"))
+                     lambda epoch: report(len(images) + len(dev_images) + epoch, total, "Training the patch head"),
+                     on_epoch)
 
     model = PatchClassifier(prep, names, head, loss_history=history, backbone=backbone, test_time_copies=_COPIES)
     dev_probabilities = _probabilities(head, dev_cache)
@@ -365,7 +369,7 @@ def transform_copy(batch: torch.Tensor, name: str) -> torch.Tensor:
 def _train(head: _PatchHead, cache: list[torch.Tensor], targets: torch.Tensor | None, labels: torch.Tensor,
            dev_cache: list[torch.Tensor],
            dev_labels: torch.Tensor, weights: torch.Tensor, rng: np.random.Generator, epochs: int,
-           report: Callable[[int], None]) -> list[dict[str, float]]:
+           report: Callable[[int], None], on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """Train for all ``epochs`` and keep the final weights; return one history entry per epoch.
 
     The final weights are kept rather than those of the epoch with the lowest dev
@@ -384,12 +388,16 @@ def _train(head: _PatchHead, cache: list[torch.Tensor], targets: torch.Tensor | 
         head.eval()
         if not dev_cache:
             history.append({"epoch": epoch + 1, "train_loss": train_loss})
+            if on_epoch is not None:
+                on_epoch(history[-1])
             report(epoch + 1)
             continue
         probabilities = _probabilities(head, dev_cache)
         dev_loss = float(F.nll_loss(torch.log(torch.as_tensor(probabilities) + 1e-9), dev_labels, weight=weights))
         accuracy = float(np.mean(probabilities.argmax(1) == dev_labels.numpy()))
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": accuracy})
+        if on_epoch is not None:
+            on_epoch(history[-1])
         report(epoch + 1)
     head.eval()
     return history

@@ -22,6 +22,7 @@ from defectlab.data.snapshot import SnapshotImage
 from defectlab.errors import TrainingError
 from defectlab.formats.records import OK_CLASS
 from defectlab.training.autotune import TrainingPlan
+from defectlab.training.curves import EpochCallback
 from defectlab.training.tiling import TilingChoice, choose_tiling, defect_widths, sample_tiles
 from defectlab.workspace import Workspace
 
@@ -46,7 +47,8 @@ def region_class_names(images: Sequence[SnapshotImage]) -> list[str]:
 
 
 def fit_segmentation(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
-                     rules: dict[str, dict[str, Any]], progress: Progress | None) -> tuple[dict[str, Any], TrainingPlan]:
+                     rules: dict[str, dict[str, Any]], progress: Progress | None,
+                     on_epoch: EpochCallback | None = None) -> tuple[dict[str, Any], TrainingPlan]:
     """Train a segmentation model and return the fitted state for the artifact, and the plan with its reasons.
 
     ``plan.epochs`` of 0 lets the model choose; ``plan.input_size`` of ``(0, 0)`` likewise.
@@ -59,7 +61,7 @@ def fit_segmentation(workspace: Workspace, train: list[SnapshotImage], dev: list
     tiling = _tiling(train, maps, input_size)
     images, targets = _training_set(workspace, train, maps, tiling, plan.seed)
     model = train_segmenter(images, targets, class_names, input_size=tiling.tile or input_size, progress=progress,
-                            seed=plan.seed, epochs=plan.epochs or None)
+                            seed=plan.seed, epochs=plan.epochs or None, on_epoch=on_epoch)
     state = {"kind": "segmentation", "model": model.to_dict(), "rules": rules,
              "tiling": _tiling_state(tiling)}
     threshold, reason = _threshold(workspace, dev, state, class_names)
@@ -68,7 +70,8 @@ def fit_segmentation(workspace: Workspace, train: list[SnapshotImage], dev: list
 
 
 def fit_detection(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
-                  rules: dict[str, dict[str, Any]], progress: Progress | None) -> tuple[dict[str, Any], TrainingPlan]:
+                  rules: dict[str, dict[str, Any]], progress: Progress | None,
+                  on_epoch: EpochCallback | None = None) -> tuple[dict[str, Any], TrainingPlan]:
     """Train a box detector and return the fitted state for the artifact, and the plan with its reasons."""
     from defectlab.training.detection import choose_input_size, regions_to_boxes, train_detector
 
@@ -83,7 +86,7 @@ def fit_detection(workspace: Workspace, train: list[SnapshotImage], dev: list[Sn
         images, targets = _training_set(workspace, train, maps, tiling, plan.seed)
         boxes = [_boxes_of_map(target) for target in targets]
     model = train_detector(images, boxes, class_names, input_size=tiling.tile or input_size, progress=progress,
-                           seed=plan.seed, epochs=plan.epochs or None)
+                           seed=plan.seed, epochs=plan.epochs or None, on_epoch=on_epoch)
     state = {"kind": "detection", "model": model.to_dict(), "rules": rules, "tiling": _tiling_state(tiling)}
     threshold, reason = _threshold(workspace, dev, state, class_names)
     plan = replace(plan, input_size=tuple(model.input_size), reasons=(*plan.reasons, tiling.reason, reason))

@@ -25,6 +25,7 @@ from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.formats.records import OK_CLASS
 from defectlab.models.artifact import dump_artifact, new_artifact
 from defectlab.training.autotune import ImageStats, TrainingPlan, plan_training
+from defectlab.training.curves import EpochCallback, standard_curves
 from defectlab.training.splits import assign_splits
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, Image, Model
@@ -51,6 +52,7 @@ class TrainingResult:
     plan: TrainingPlan
     counts: dict[str, dict[str, int]]
     seconds: float
+    loss_curves: dict[str, list[float | None]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,18 +64,22 @@ class TrainingResult:
             "counts": self.counts,
             "seconds": round(self.seconds, 2),
             "settings": self.plan.to_dict(),
+            "loss_curves": self.loss_curves,
         }
 
 
 def train_project(workspace: Workspace, project_name: str, *, overrides: dict[str, Any] | None = None,
                   progress: Progress | None = None,
-                  on_plan: Callable[[TrainingPlan], None] | None = None) -> TrainingResult:
+                  on_plan: Callable[[TrainingPlan], None] | None = None,
+                  on_epoch: EpochCallback | None = None) -> TrainingResult:
     """Train the project's model on its labeled images; return the registered model.
 
     Args:
         overrides: Settings chosen by the user, checked against their safe ranges.
         progress: Called as ``progress(done, total, message)``.
         on_plan: Called with the auto-tuner's plan before fitting starts.
+        on_epoch: Called with each epoch's losses (see ``defectlab.training.curves``); anomaly models have no
+            epochs.
 
     Raises:
         TrainingError: The task cannot be trained yet, or the labels cannot train it.
@@ -87,7 +93,8 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
     _check_labels(labeled, task, project_name)
 
     if task in REGION_TASKS:
-        return _train_regions(workspace, project_name, task, labeled, assigned, overrides, progress, on_plan, started)
+        return _train_regions(workspace, project_name, task, labeled, assigned, overrides, progress, on_plan, started,
+                              on_epoch)
     plan = plan_training([_stats(image) for image in labeled], task, overrides)
     for warning in plan.warnings:
         logger.info("plan warning: %s", warning)
@@ -97,17 +104,18 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
         on_plan(plan)
 
     search_scale = not {"input_height", "input_width"} & set(overrides or {})
-    fitted, plan = _fit(workspace, task, labeled, plan, progress, search_scale=search_scale)
+    fitted, plan = _fit(workspace, task, labeled, plan, progress, search_scale=search_scale, on_epoch=on_epoch)
     model_id = _register(workspace, project_name, assigned, plan, fitted)
     seconds = time.monotonic() - started
     logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
     return TrainingResult(model_id, project_name, task, fitted["class_names"], fitted["threshold"], plan,
-                          _counts(labeled), seconds)
+                          _counts(labeled), seconds, standard_curves(fitted["loss_history"]))
 
 
 def _train_regions(workspace: Workspace, project_name: str, task: str, labeled: list[SnapshotImage],
                    assigned: dict[int, str], overrides: dict[str, Any] | None, progress: Progress | None,
-                   on_plan: Callable[[TrainingPlan], None] | None, started: float) -> TrainingResult:
+                   on_plan: Callable[[TrainingPlan], None] | None, started: float,
+                   on_epoch: EpochCallback | None = None) -> TrainingResult:
     from defectlab.book import decision_rules
     from defectlab.training.autotune import validate_overrides
     from defectlab.training.region_models import fit_detection, fit_segmentation
@@ -129,12 +137,12 @@ def _train_regions(workspace: Workspace, project_name: str, task: str, labeled: 
     train = [image for image in labeled if image.split == "train"]
     dev = [image for image in labeled if image.split == "dev"]
     fit = fit_segmentation if task == "segmentation" else fit_detection
-    fitted, plan = fit(workspace, train, dev, plan, rules, progress)
+    fitted, plan = fit(workspace, train, dev, plan, rules, progress, on_epoch)
     model_id = _register(workspace, project_name, assigned, plan, fitted)
     seconds = time.monotonic() - started
     logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
     return TrainingResult(model_id, project_name, task, fitted["class_names"], fitted["threshold"], plan,
-                          _counts(labeled), seconds)
+                          _counts(labeled), seconds, standard_curves(fitted["loss_history"]))
 
 
 def _frozen_images(workspace: Workspace, project_name: str) -> tuple[str, list[SnapshotImage]]:
@@ -181,12 +189,13 @@ def _pixels(workspace: Workspace, images: list[SnapshotImage]) -> StoredPixels:
 
 
 def _fit(workspace: Workspace, task: str, labeled: list[SnapshotImage], plan: TrainingPlan,
-         progress: Progress | None, *, search_scale: bool) -> tuple[dict[str, Any], TrainingPlan]:
+         progress: Progress | None, *, search_scale: bool,
+         on_epoch: EpochCallback | None = None) -> tuple[dict[str, Any], TrainingPlan]:
     train = [image for image in labeled if image.split == "train"]
     dev = [image for image in labeled if image.split == "dev"]
     if task == "anomaly":
         return _fit_anomaly(workspace, train, dev, plan, progress, search_scale=search_scale)
-    return _fit_classifier(workspace, train, dev, plan, progress), plan
+    return _fit_classifier(workspace, train, dev, plan, progress, on_epoch), plan
 
 
 def _fit_anomaly(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
@@ -307,7 +316,7 @@ def _explain_scale(plan: TrainingPlan, candidates: list[TrainingPlan]) -> Traini
 
 
 def _fit_classifier(workspace: Workspace, train: list[SnapshotImage], dev: list[SnapshotImage], plan: TrainingPlan,
-                    progress: Progress | None) -> dict[str, Any]:
+                    progress: Progress | None, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
     from defectlab.training.classifier import train_classifier
     from defectlab.training.patches import train_patch_classifier
 
@@ -319,7 +328,7 @@ def _fit_classifier(workspace: Workspace, train: list[SnapshotImage], dev: list[
     model = trainer(
         _pixels(workspace, train), np.array([index[image.label] for image in train]), class_names, plan,
         dev_images=_pixels(workspace, dev), dev_labels=np.array([index[image.label] for image in dev], dtype=int),
-        progress=progress, **extra,
+        progress=progress, on_epoch=on_epoch, **extra,
     )
     return {"state": {"kind": plan.head if trainer is train_patch_classifier else "global", **model.to_dict()},
             "class_names": class_names, "threshold": model.threshold,
@@ -348,7 +357,7 @@ def _register(workspace: Workspace, project_name: str, assigned: dict[int, str],
         model = Model(project_id=project.id, snapshot_id=snapshot.snapshot_id, task=project.task,
                       artifact_sha256=workspace.blobs.put(dump_artifact(artifact)),
                       summary={"threshold": fitted["threshold"], "class_names": fitted["class_names"],
-                               "settings": plan.to_dict()})
+                               "settings": plan.to_dict(), "loss_curves": standard_curves(fitted["loss_history"])})
         session.add(model)
         session.flush()
         return model.id

@@ -57,6 +57,7 @@ from defectlab.models.efficientnet import (
     load_efficientnet_lite0,
 )
 from defectlab.models.preprocess import Preprocessing, fit_preprocessing, to_batch
+from defectlab.training.curves import EpochCallback
 from defectlab.training.patches import transform_copy
 
 __all__ = [
@@ -439,7 +440,8 @@ class _Cache:
 
 def train_segmenter(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], class_names: Sequence[str], *,
                     input_size: tuple[int, int] | None = None, epochs: int | None = None,
-                    progress: Progress | None = None, seed: int = 0) -> Segmenter:
+                    progress: Progress | None = None, seed: int = 0,
+                    on_epoch: EpochCallback | None = None) -> Segmenter:
     """Train a segmentation model on images and their class masks.
 
     Args:
@@ -456,6 +458,7 @@ def train_segmenter(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], c
             8 images, between 8 and 40 epochs.
         progress: Called as ``progress(done, total, message)``.
         seed: Seed of every random choice, so equal inputs give equal models.
+        on_epoch: Called with each epoch's ``loss_history`` entry.
 
     Raises:
         InvalidInputError: The counts, shapes or values of images and masks do not
@@ -481,7 +484,7 @@ def train_segmenter(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], c
     decoder = PixelDecoder(len(names))
     cache = _extract(backbone, decoder, images, masks, prep, rng, lambda done: report(done, total, "Extracting features"))
     history = _fit(backbone, decoder, cache, prep.input_size, chosen_epochs, rng,
-                   lambda epoch: report(len(images) + epoch, total, "Training"))
+                   lambda epoch: report(len(images) + epoch, total, "Training"), on_epoch)
     settings = {"input_size": list(prep.input_size), "epochs": chosen_epochs, "tuned_from": TUNED_FROM,
                 "copies": list(_COPIES), "seed": seed}
     report(total, total, "Done")
@@ -685,7 +688,8 @@ def _dilate(plane: torch.Tensor, distance: int) -> torch.Tensor:
 
 
 def _fit(backbone: EfficientNetLite0, decoder: PixelDecoder, cache: _Cache, input_size: tuple[int, int],
-         epochs: int, rng: np.random.Generator, report: Callable[[int], None]) -> list[dict[str, float]]:
+         epochs: int, rng: np.random.Generator, report: Callable[[int], None],
+         on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """Train the decoder and the tuned blocks for all epochs; return one history entry per epoch."""
     tuned = [parameter for index in range(TUNED_FROM, len(backbone._blocks))
              for parameter in backbone._blocks[index].parameters()]
@@ -715,6 +719,8 @@ def _fit(backbone: EfficientNetLite0, decoder: PixelDecoder, cache: _Cache, inpu
         history.append({"epoch": epoch + 1, "train_loss": total / len(order)})
         logger.info("epoch %d of %d: loss %.4f in %.1f s", epoch + 1, epochs, total / len(order),
                     time.perf_counter() - started)
+        if on_epoch is not None:
+            on_epoch(history[-1])
         report(epoch + 1)
 
     for parameter in tuned:
