@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from defectlab.data.importer import import_path
+from defectlab.data.labels import list_images
 from defectlab.web import jobs
 from defectlab.web.jobs import describe_job, run_job
 from defectlab.workspace.schema import Job
@@ -130,3 +131,73 @@ def test_evaluation_rejects_bad_request(api, good_parts, url, body, status, word
     answer = api.post(url, json=body)
     assert answer.status_code == status
     assert words in answer.json()["error"]
+
+
+def test_training_job_reports_loss_curves(api, parts, ended_job) -> None:
+    started = api.post("/api/projects/parts/training", json={"settings": {"epochs": 3}})
+    job = ended_job(started.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+
+    live = job["progress"]["loss_curves"]
+    assert set(live) == {"train", "dev"}
+    assert len(live["train"]) == 3
+    assert len(live["dev"]) == 3
+    assert job["result"]["loss_curves"] == live
+    (model,) = api.get("/api/projects/parts/models").json()
+    assert model["loss_curves"] == live
+
+
+def test_anomaly_model_has_no_loss_curves(api, good_parts, ended_job) -> None:
+    job = ended_job(api.post("/api/projects/good/training", json={}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert "loss_curves" not in job["progress"]
+    assert job["result"]["loss_curves"] == {}
+
+
+def test_training_result_has_diagnosis(api, parts, ended_job) -> None:
+    job = ended_job(api.post("/api/projects/parts/training", json={"settings": {"epochs": 2}}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+
+    diagnosis = job["result"]["diagnosis"]
+    thin = {finding["details"]["class"]: finding["details"] for finding in diagnosis if finding["kind"] == "thin_class"}
+    # The fixture labels 4 images of each class; the diagnosis requires 20.
+    assert thin == {name: {"class": name, "images": 4, "collect": 16} for name in ("ok", "dent", "scratch")}
+    (model,) = api.get("/api/projects/parts/models").json()
+    assert model["diagnosis"] == diagnosis
+
+
+@pytest.fixture
+def swapped(workspace, tmp_path: Path) -> dict[str, int]:
+    """Create project ``swapped``: 12 plain and 12 spotted 48x48 images, two plain ones filed under spot."""
+    generator = np.random.default_rng(11)
+    for name in ("ok", "spot"):
+        (tmp_path / "swapped" / name).mkdir(parents=True)
+    for number in range(24):
+        pixels = generator.normal(110, 6, (48, 48))
+        spotted = number < 12
+        if spotted:
+            row, column = generator.integers(6, 34, size=2)
+            pixels[row:row + 10, column:column + 10] = 240
+        folder = "spot" if spotted or number >= 22 else "ok"
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(tmp_path / "swapped" / folder / f"{number:02d}.png")
+    workspace.create_project("swapped", "classification", ["spot"])
+    import_path(workspace, "swapped", tmp_path / "swapped")
+    return {row["path"]: row["id"] for row in list_images(workspace, "swapped")}
+
+
+def test_diagnosis_lists_open_suspicious_labels(api, swapped, ended_job) -> None:
+    check = ended_job(api.post("/api/projects/swapped/checks", json={}).json()["id"])
+    assert check["status"] == "succeeded", check["error"]
+    flagged = [issue for issue in check["result"]["issues"] if issue["kind"] == "suspicious_label"]
+    assert len(flagged) >= 2, "the data check flagged fewer than two labels, so this test cannot check both cases"
+    relabeled = flagged[0]
+    answer = api.put(f"/api/projects/swapped/images/{relabeled['image_id']}/class",
+                     json={"class": relabeled["suggested"]})
+    assert answer.status_code == 200
+
+    job = ended_job(api.post("/api/projects/swapped/training", json={"settings": {"epochs": 2}}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+
+    (finding,) = [row for row in job["result"]["diagnosis"] if row["kind"] == "suspicious_labels"]
+    assert finding["details"]["image_ids"] == [issue["image_id"] for issue in flagged[1:]]
+    assert flagged[1]["path"] in finding["message"]

@@ -34,6 +34,10 @@ def summarize_models(workspace: Workspace, project_name: str) -> list[dict]:
         return [
             {"id": model.id, "task": model.task, "created_at": model.created_at.isoformat(timespec="seconds"),
              "snapshot_id": model.snapshot_id, "threshold": model.summary.get("threshold"),
-             "class_names": model.summary.get("class_names"), "evaluations": model.summary.get("evaluations", {})}
+             "class_names": model.summary.get("class_names"), "evaluations": model.summary.get("evaluations", {}),
+             # Models trained before loss curves were kept in the summary have them in their artifact only.
+             "loss_curves": model.summary.get("loss_curves", {}),
+             # None for a model trained outside a training job, which is not diagnosed.
+             "diagnosis": model.summary.get("diagnosis")}
             for model in models
         ]

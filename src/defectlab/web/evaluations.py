@@ -42,6 +42,7 @@ def evaluate_for_report(workspace: Workspace, project_name: str, model_id: int, 
         InvalidInputError: The split is unknown or contains no labeled images.
         NotFoundError: The model is not one of the project's models.
     """
+    from defectlab.evaluation.diagnosis import find_unpredicted_classes
     from defectlab.evaluation.runner import evaluate_model, load_stored_model
     from defectlab.prediction.predictor import ANOMALY_LABEL
 
@@ -58,7 +59,8 @@ def evaluate_for_report(workspace: Workspace, project_name: str, model_id: int, 
         rows.append({"image_id": image.image_id, "path": image.path, "true": true, "predicted": prediction.label,
                      "score": round(float(prediction.score), 6), "is_defect": bool(prediction.is_defect),
                      "outcome": _outcome(true, prediction.label, prediction.is_defect)})
-    return {**run.to_dict(), "images": rows}
+    findings = find_unpredicted_classes(run.evaluation.class_names, run.evaluation.confusion_matrix, split=split)
+    return {**run.to_dict(), "images": rows, "diagnosis": [finding.to_dict() for finding in findings]}
 
 
 def _outcome(true: str, predicted: str, is_defect: bool) -> str:

@@ -6,7 +6,9 @@ request. It gets ``pid`` and ``host`` once the worker process has started. At
 the end it gets either ``result_sha256`` (the result JSON in the blob store) or
 ``error`` (the message of what went wrong). While it runs, a job that reports
 its progress keeps the newest report in ``progress``: ``done``, ``total``,
-``message`` and ``seconds`` since the work began.
+``message`` and ``seconds`` since the work began. A training job's progress
+also has ``loss_curves``: each loss per finished epoch so far (see
+``defectlab.training.curves``).
 
 A worker that is killed cannot record its end. So every read of a running job
 checks that its worker process is still alive, and marks the job failed when
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -55,6 +57,39 @@ PROGRESS_INTERVAL_S = 1.0
 Progress = Callable[[int, int, str], None]
 
 
+class JobProgress:
+    """Callable as ``progress(done, total, message)``: records the newest report in the job's row.
+
+    Reports come faster than anyone reads them, so one is written at most every
+    ``PROGRESS_INTERVAL_S`` seconds, except the last one (``done == total``).
+    ``add_epoch`` collects loss curves, which go out with the next report.
+    """
+
+    def __init__(self, workspace: Workspace, job_id: int, state: dict[str, Any]) -> None:
+        self.workspace, self.job_id, self.state = workspace, job_id, state
+        self.started = time.monotonic()
+        self.written = -PROGRESS_INTERVAL_S
+        self.loss_curves: dict[str, list[float | None]] = {}
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if now - self.written < PROGRESS_INTERVAL_S and done < total:
+            return
+        self.written = now
+        report = {"done": int(done), "total": int(total), "message": str(message)[:500],
+                  "seconds": round(now - self.started, 1)}
+        if self.loss_curves:
+            report["loss_curves"] = self.loss_curves
+        self.state["progress"] = report
+        _update_running(self.workspace, self.job_id, message=json.dumps(self.state, ensure_ascii=False))
+
+    def add_epoch(self, entry: Mapping[str, float]) -> None:
+        """Add one epoch's history entry to the loss curves."""
+        from defectlab.training.curves import append_epoch
+
+        append_epoch(self.loss_curves, entry)
+
+
 def _run_check(workspace: Workspace, project_name: str, *, progress: Progress, labels: bool = True) -> dict[str, Any]:
     from defectlab.quality.check import check_project
 
@@ -65,7 +100,15 @@ def _run_training(workspace: Workspace, project_name: str, *, progress: Progress
                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
     from defectlab.training.run import train_project
 
-    return train_project(workspace, project_name, overrides=settings or None, progress=progress).to_dict()
+    from defectlab.web.diagnoses import diagnose_trained_model
+
+    on_epoch = progress.add_epoch if isinstance(progress, JobProgress) else None
+    result = train_project(workspace, project_name, overrides=settings or None, progress=progress,
+                           on_epoch=on_epoch).to_dict()
+    progress(0, 1, "Diagnosing the model on its dev images")
+    result["diagnosis"] = diagnose_trained_model(workspace, project_name, result)
+    progress(1, 1, "Done")
+    return result
 
 
 def _run_proposals(workspace: Workspace, project_name: str, *, progress: Progress, source: str = "auto",
@@ -182,7 +225,7 @@ def run_job(workspace: Workspace, job_id: int) -> bool:
         return False
 
     try:
-        progress = _progress_recorder(workspace, job_id, state)
+        progress = JobProgress(workspace, job_id, state)
         result = _RUNNERS[job.kind](workspace, state["project"], progress=progress, **state.get("options", {}))
     except DefectlabError as error:
         logger.error("job %d (%s) failed: %s", job_id, job.kind, error)
@@ -199,27 +242,6 @@ def run_job(workspace: Workspace, job_id: int) -> bool:
         return False
     logger.info("job %d (%s) succeeded", job_id, job.kind)
     return True
-
-
-def _progress_recorder(workspace: Workspace, job_id: int, state: dict[str, Any]) -> Progress:
-    """Return a ``progress(done, total, message)`` callback that records the newest report in the job's row.
-
-    Reports come faster than anyone reads them, so one is written at most every
-    ``PROGRESS_INTERVAL_S`` seconds, except the last one (``done == total``).
-    """
-    started = time.monotonic()
-    written = [-PROGRESS_INTERVAL_S]
-
-    def record(done: int, total: int, message: str) -> None:
-        now = time.monotonic()
-        if now - written[0] < PROGRESS_INTERVAL_S and done < total:
-            return
-        written[0] = now
-        state["progress"] = {"done": int(done), "total": int(total), "message": str(message)[:500],
-                             "seconds": round(now - started, 1)}
-        _update_running(workspace, job_id, message=json.dumps(state, ensure_ascii=False))
-
-    return record
 
 
 def _reap(workspace: Workspace, job_id: int, process: subprocess.Popen) -> None:

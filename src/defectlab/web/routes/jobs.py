@@ -32,8 +32,10 @@ def start_check(project: str, workspace: WorkspaceParameter, account: Reviewer,
 def start_training(project: str, workspace: WorkspaceParameter, account: Reviewer,
                    body: TrainRequest | None = None) -> dict[str, Any]:
     """Train on the project's labeled images with the auto-tuner's settings (or `settings` in their place). The
-    job's `progress` shows how far it is; once it succeeded, its `result` has `model_id`, `threshold`,
-    `counts`, `seconds` and the `settings` used."""
+    job's `progress` shows how far it is, with `loss_curves` once an epoch has ended; once it succeeded, its
+    `result` has `model_id`, `threshold`, `counts`, `seconds`, the `settings` used, `loss_curves` and
+    `diagnosis`: findings in plain words (`kind`, `message`, `details`) about thin classes, overfitting, classes
+    never predicted on the dev images and suspicious labels from the newest data check."""
     from defectlab.training.autotune import validate_overrides
 
     options = (body or TrainRequest()).model_dump(exclude_none=True)
@@ -53,8 +55,9 @@ def read_training_settings() -> list[dict[str, Any]]:
 
 @router.get("/projects/{project}/models", summary="List a project's models, oldest first")
 def list_models(project: str, workspace: WorkspaceParameter) -> list[dict[str, Any]]:
-    """Return each model's `id`, `task`, `created_at`, `snapshot_id`, `threshold`, `class_names` and
-    `evaluations`."""
+    """Return each model's `id`, `task`, `created_at`, `snapshot_id`, `threshold`, `class_names`, `evaluations`
+    and `loss_curves`: each loss per epoch, such as `train` and `dev` (empty for anomaly models, which have no
+    epochs), and `diagnosis`: the findings of its training job (null for a model trained outside one)."""
     return summarize_models(workspace, project)
 
 
@@ -65,7 +68,8 @@ def start_evaluation(project: str, model_id: int, workspace: WorkspaceParameter,
     """Predict the split's labeled images and measure the model. Once the job succeeded, its `result` has the
     metrics of `defectlab evaluate` (escape and overkill rates, `per_class`, `confusion_matrix` with rows as true
     and columns as predicted `class_names`) and `images`: each evaluated image with `image_id`, `path`,
-    `true`, `predicted`, `score` and `outcome` (`escape`, `overkill`, `wrong_class` or `correct`)."""
+    `true`, `predicted`, `score` and `outcome` (`escape`, `overkill`, `wrong_class` or `correct`), and
+    `diagnosis`: a finding per class with images in the split that the model never predicted."""
     request = body or EvaluationRequest()
     if request.split not in ("train", "dev", "test"):
         raise InvalidInputError(f"split {request.split!r} is not valid; use one of: train, dev, test")

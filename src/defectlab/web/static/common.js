@@ -140,3 +140,14 @@ export function ruleWords(rule) {
   if (rule.pixel_size_mm) words += ` (one pixel is ${rule.pixel_size_mm} mm)`;
   return words;
 }
+
+// Draw a model's diagnosis: one statement per finding, with links to the images a finding names.
+export function diagnosisList(project, findings, id = "diagnosis") {
+  if (findings === null || findings === undefined) return h("p", { className: "muted", id }, "Not diagnosed: this model was trained outside a training job.");
+  if (!findings.length) return h("p", { className: "muted", id }, "Nothing to report: enough images per class, no sign of overfitting, every class predicted.");
+  const base = `/projects/${encodeURIComponent(project)}/images`;
+  return h("ul", { className: "diagnosis", id }, ...findings.map((finding) => h("li", { dataset: { kind: finding.kind } }, finding.message,
+    (finding.details.image_ids || []).length
+      ? h("span", { className: "image-links" }, " Open: ", ...finding.details.image_ids.map((imageId) => h("a", { href: `${base}/${imageId}` }, `image ${imageId}`)))
+      : null)));
+}

@@ -3,7 +3,8 @@
 // A confusion-matrix cell or a score-histogram bar opens exactly its images, each one click away from the
 // labeling page, where a wrong label can be fixed.
 
-import { api, drawHeader, h, pageParts, projectPath, showError, showMessage, thumbnailUrl } from "./common.js";
+import { lossChart } from "./charts.js";
+import { api, diagnosisList, drawHeader, h, pageParts, projectPath, showError, showMessage, thumbnailUrl } from "./common.js";
 
 const POLL_MS = 1000;
 const BINS = 20;
@@ -93,12 +94,27 @@ function report(job) {
       h("div", { className: "card" }, h("h3", {}, "Confusion matrix"), confusionMatrix(result)),
       h("div", { className: "card" }, h("h3", {}, "Score histogram"), histogram(result))),
     h("div", { className: "card" }, h("h3", {}, "Per class"), perClass(result)),
+    result.diagnosis && result.diagnosis.length
+      ? h("div", { className: "card" }, h("h3", {}, `Classes never predicted on the ${result.split} split`), diagnosisList(project, result.diagnosis, "evaluation-diagnosis"))
+      : null,
     h("section", { id: "chosen-images", className: "card" }, h("p", { className: "muted" }, "Click a matrix cell or a histogram bar to see its images.")));
 }
 
+// Draw the diagnosis stored when the model's training ended, and its loss per epoch.
+function trainingPart(model) {
+  if (!model) return null;
+  const chart = lossChart(model.loss_curves, "loss-chart");
+  return h("section", { className: "card", id: "training" }, h("h3", {}, "Diagnosis when training ended"),
+    diagnosisList(project, model.diagnosis),
+    h("h3", {}, "Loss per epoch"),
+    chart || h("p", { className: "muted" }, "No loss curves: anomaly models learn from good images in one pass, without epochs."));
+}
+
 async function draw() {
-  const jobs = (await api("GET", `/jobs?project=${encodeURIComponent(project)}`))
-    .filter((job) => job.kind === "evaluate" && job.options.model_id === modelId);
+  const [allJobs, models] = await Promise.all([api("GET", `/jobs?project=${encodeURIComponent(project)}`),
+    api("GET", projectPath(project, "models"))]);
+  const model = models.find((row) => row.id === modelId);
+  const jobs = allJobs.filter((job) => job.kind === "evaluate" && job.options.model_id === modelId);
   const running = jobs.find((job) => job.status === "running");
   const newest = jobs.find((job) => job.status === "succeeded");
   const failed = jobs.length && jobs[0].status === "failed" ? jobs[0] : null;
@@ -112,6 +128,7 @@ async function draw() {
   if (failed) parts.push(h("p", { className: "error card" }, `The last evaluation failed: ${failed.error}`));
   if (newest) parts.push(report(await api("GET", `/jobs/${newest.id}`)));
   else if (!running) parts.push(h("p", { className: "muted" }, "Not evaluated yet."));
+  parts.push(trainingPart(model));
   document.querySelector("#app").replaceChildren(...parts);
   clearTimeout(polling);
   if (running) polling = setTimeout(() => draw().catch(showError), POLL_MS);

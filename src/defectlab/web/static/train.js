@@ -3,7 +3,8 @@
 // Training runs as a job in a worker process, so the page only reads the job: a reload, or another
 // person's browser, shows the same progress.
 
-import { api, drawHeader, h, pageParts, projectPath, showError, showMessage } from "./common.js";
+import { lossChart } from "./charts.js";
+import { api, diagnosisList, drawHeader, h, pageParts, projectPath, showError, showMessage } from "./common.js";
 
 const POLL_MS = 1000;
 const { project } = pageParts();
@@ -35,7 +36,10 @@ function countsTable(counts) {
 async function jobCard(job) {
   const heading = h("h3", {}, `Training job ${job.id} · ${job.status}`,
     h("small", { className: "muted" }, ` · started ${job.started_at.replace("T", " ").slice(0, 19)} UTC`));
-  if (job.status === "running") return h("div", { className: "card job running", dataset: { id: job.id } }, heading, progressBar(job));
+  if (job.status === "running") {
+    return h("div", { className: "card job running", dataset: { id: job.id } }, heading, progressBar(job),
+      lossChart(job.progress && job.progress.loss_curves, `loss-chart-${job.id}`));
+  }
   if (job.status === "failed") {
     return h("div", { className: "card job failed", dataset: { id: job.id } }, heading, h("p", { className: "error" }, job.error));
   }
@@ -44,8 +48,18 @@ async function jobCard(job) {
   return h("div", { className: "card job succeeded", dataset: { id: job.id } }, heading,
     h("p", {}, `Model ${result.model_id} trained in ${Math.round(result.seconds)} s; threshold ${Number(result.threshold).toFixed(3)}. `,
       h("a", { href: `/projects/${encodeURIComponent(project)}/models/${result.model_id}` }, "Open its report")),
+    h("h4", {}, "Diagnosis"), diagnosisList(project, result.diagnosis, `diagnosis-${job.id}`),
+    lossSection(result.loss_curves, job.id),
     h("h4", {}, "Images per split"), countsTable(result.counts),
     h("details", {}, h("summary", {}, "Settings the auto-tuner chose"), settingsList(result.settings)));
+}
+
+function lossSection(curves, jobId) {
+  const chart = lossChart(curves, `loss-chart-${jobId}`);
+  if (!chart) return h("p", { className: "muted" }, "This model has no loss curves: an anomaly model learns from good images in one pass, without epochs.");
+  return h("div", {}, h("h4", {}, "Loss per epoch"), chart,
+    h("small", { className: "muted" }, "Lower is better. Train loss should fall; dev loss, measured on images the model does not learn from, "
+      + "should fall with it. Dev loss that rises while train loss falls means the model learns the training images by heart."));
 }
 
 async function draw() {
