@@ -1,5 +1,5 @@
 """Training and the model report in the browser: loss curves while the model trains, when it is done, and on
-its report, with the diagnosis."""
+its report; the diagnosis; the precision-recall curve; label, prediction and heatmap drawn over the images."""
 
 from __future__ import annotations
 
@@ -56,3 +56,58 @@ def test_training_draws_loss_curves(page, spots, shoot) -> None:
     expect(page.locator("#training svg#loss-chart path[data-name=train]")).to_have_count(1)
     expect(page.locator("#training #diagnosis li[data-kind=thin_class]")).to_have_count(2)
     shoot(page, "3-report-curves")
+
+    page.click("#evaluate")
+    expect(page.locator("#report")).to_be_visible(timeout=180_000)
+    expect(page.locator("#pr-chart path[data-name=all]")).to_have_count(1)
+    expect(page.locator("#precision-recall .legend")).to_contain_text("this model's threshold")
+    page.locator("#confusion button[data-row=spot][data-column=spot]").click()
+    thumbs = page.locator("#chosen-images .thumb")
+    expect(thumbs.first).to_be_visible()
+    expect(thumbs.first.locator(".badge.label")).to_have_text("label spot")
+    expect(thumbs.first.locator(".badge.predicted")).to_have_text("predicted spot")
+    shoot(page, "4-report-evaluated")
+
+
+@pytest.fixture(scope="module")
+def cracks(server, tmp_path_factory) -> str:
+    """Create anomaly project ``cracks``: 12 good 32x32 images and 4 with a bright crack, splits set by hand."""
+    from sqlalchemy import update
+
+    from defectlab.data.labels import list_images
+    from defectlab.workspace.schema import Image as ImageRow
+
+    folder = tmp_path_factory.mktemp("cracks")
+    generator = np.random.default_rng(4)
+    for name, count in (("good", 12), ("crack", 4)):
+        (folder / name).mkdir()
+        for number in range(count):
+            pixels = generator.integers(100, 140, (32, 32)).astype(np.uint8)
+            if name == "crack":
+                pixels[10:22, 15:17] = 250
+            Image.fromarray(pixels).save(folder / name / f"{number:02d}.png")
+    workspace = server.workspace
+    workspace.create_project("cracks", "anomaly")
+    import_path(workspace, "cracks", folder)
+    splits = {**{f"good/{n:02d}.png": "train" for n in range(8)}, "good/08.png": "dev", "good/09.png": "dev",
+              "crack/02.png": "dev", "crack/03.png": "dev"}
+    with workspace.session() as session:
+        for row in list_images(workspace, "cracks"):
+            session.execute(update(ImageRow).where(ImageRow.id == row["id"]).values(split=splits.get(row["path"], "test")))
+    return "cracks"
+
+
+def test_report_overlays_anomaly_heatmap(page, cracks, shoot) -> None:
+    page.goto(f"/projects/{cracks}/train")
+    page.click("#train")
+    expect(page.locator(".job.succeeded")).to_be_visible(timeout=300_000)
+    page.click("text=Open its report")
+    page.click("#evaluate")
+    expect(page.locator("#report")).to_be_visible(timeout=180_000)
+    expect(page.locator("#pr-chart path[data-name=all]")).to_have_count(1)
+
+    page.locator("#confusion button[data-row=anomaly][data-column=anomaly]").click()
+    thumbs = page.locator("#chosen-images .thumb")
+    expect(thumbs).to_have_count(2)
+    expect(thumbs.first.locator("svg.overlay rect.heat").first).to_be_attached()
+    shoot(page, "1-heatmaps")

@@ -4,21 +4,31 @@ The report page opens the images behind a confusion-matrix cell or a score
 histogram bar, so the result lists each evaluated image with its id, its true
 and predicted class, its defect score and its outcome: ``escape`` (defective,
 called OK), ``overkill`` (good, called defective), ``wrong_class`` (defective,
-rejected under another defect class) or ``correct``.
+rejected under another defect class) or ``correct``. To draw prediction and
+label over each image, an image also has its labeled and predicted boxes, and
+for an anomaly model a coarse heatmap. The result also has the points of the
+precision-recall curve of the defect scores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
-from defectlab.errors import NotFoundError
+from defectlab.errors import InvalidInputError, NotFoundError
 from defectlab.formats.records import OK_CLASS
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Model
 
-__all__ = ["evaluate_for_report", "find_project_model"]
+__all__ = ["HEATMAP_CELLS", "coarse_heatmap", "evaluate_for_report", "find_project_model", "precision_recall_points"]
+
+HEATMAP_CELLS = 32
+"""Cells on the long side of the heatmap each evaluated image carries; enough to show where, small enough for JSON."""
+
+_HEATMAP_BATCH = 16  # full-size heatmaps of one batch are in memory at once
 
 
 def find_project_model(workspace: Workspace, project_name: str, model_id: int) -> None:
@@ -53,14 +63,114 @@ def evaluate_for_report(workspace: Workspace, project_name: str, model_id: int, 
     artifact, images = load_stored_model(workspace, model_id)
     chosen = [image for image in images if image.split == split and image.label is not None]
     anomaly = run.evaluation.class_names == [OK_CLASS, ANOMALY_LABEL]
+    heatmaps = _coarse_heatmaps(workspace, artifact, chosen) if anomaly else [None] * len(chosen)
     rows = []
-    for image, prediction in zip(chosen, run.predictions, strict=True):
+    for image, prediction, heatmap in zip(chosen, run.predictions, heatmaps, strict=True):
         true = ANOMALY_LABEL if anomaly and image.label != OK_CLASS else image.label
         rows.append({"image_id": image.image_id, "path": image.path, "true": true, "predicted": prediction.label,
                      "score": round(float(prediction.score), 6), "is_defect": bool(prediction.is_defect),
-                     "outcome": _outcome(true, prediction.label, prediction.is_defect)})
+                     "outcome": _outcome(true, prediction.label, prediction.is_defect),
+                     "width": image.width, "height": image.height,
+                     "labeled_boxes": _labeled_boxes(workspace, image), "predicted_boxes": _predicted_boxes(prediction),
+                     "heatmap": heatmap})
     findings = find_unpredicted_classes(run.evaluation.class_names, run.evaluation.confusion_matrix, split=split)
-    return {**run.to_dict(), "images": rows, "diagnosis": [finding.to_dict() for finding in findings]}
+    return {**run.to_dict(), "images": rows, "diagnosis": [finding.to_dict() for finding in findings],
+            "precision_recall": _precision_recall_part(rows)}
+
+
+def precision_recall_points(true_is_defect: Sequence[bool], scores: Sequence[float],
+                            called_defective: Sequence[bool]) -> dict[str, Any]:
+    """Return the precision-recall curve of defect scores and the point the model's threshold chose.
+
+    Args:
+        true_is_defect: Per image, whether its label is a defect.
+        scores: Per image, the defect score; higher means more likely defective.
+        called_defective: Per image, whether the model called it defective.
+
+    Returns:
+        ``recall``, ``precision`` and ``thresholds`` (rising) as scikit-learn's
+        ``precision_recall_curve`` returns them. Its last point is recall 0 and
+        precision 1, with no threshold. ``chosen`` has the ``recall`` and
+        ``precision`` of the model's own calls, with precision None when it
+        called nothing defective.
+
+    Raises:
+        InvalidInputError: The images are not a mix of good and defective ones.
+    """
+    from defectlab.evaluation.metrics import curves
+
+    truth = np.asarray(true_is_defect, dtype=bool)
+    called = np.asarray(called_defective, dtype=bool)
+    found = curves(truth, np.asarray(scores, dtype=np.float64))
+
+    caught = int(np.sum(truth & called))
+    chosen = {"recall": caught / int(truth.sum()),
+              "precision": caught / int(called.sum()) if called.any() else None}
+    return {"recall": [round(float(value), 6) for value in found.recall],
+            "precision": [round(float(value), 6) for value in found.precision],
+            "thresholds": [round(float(value), 6) for value in found.pr_thresholds], "chosen": chosen}
+
+
+def coarse_heatmap(heatmap: np.ndarray, *, cells: int = HEATMAP_CELLS) -> dict[str, Any]:
+    """Shrink a heatmap to at most ``cells`` cells on its long side, each the maximum of the pixels it covers.
+
+    The maximum keeps a defect a few pixels wide visible in its cell, where a mean would wash it out.
+
+    Args:
+        heatmap: ``(H, W)`` per-pixel scores.
+
+    Returns:
+        ``cell``: the side of a cell in image pixels (cells at the right and
+        bottom edges may be cut short), and ``values``: rows of cells, top row
+        first, rounded to 2 decimals.
+    """
+    height, width = heatmap.shape
+    step = max(1, -(-max(height, width) // cells))
+    rows = []
+    for top in range(0, height, step):
+        rows.append([round(float(heatmap[top:top + step, left:left + step].max()), 2) for left in range(0, width, step)])
+    return {"cell": step, "values": rows}
+
+
+def _precision_recall_part(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the curve of the evaluated images, or ``reason`` when the split has only good or only defective ones."""
+    truth = [row["true"] != OK_CLASS for row in rows]
+    try:
+        return precision_recall_points(truth, [row["score"] for row in rows], [row["is_defect"] for row in rows])
+    except InvalidInputError:
+        kind = "defective" if all(truth) else "good"
+        return {"reason": f"All {len(rows)} images of this split are {kind}, so precision and recall of defect "
+                          "scores cannot be traded off here; evaluate a split with both kinds."}
+
+
+def _coarse_heatmaps(workspace: Workspace, artifact: dict[str, Any], images: list) -> list[dict[str, Any] | None]:
+    """Predict the images again with heatmaps, a batch at a time, and return each heatmap coarsened."""
+    from defectlab.data.pixels import StoredPixels
+    from defectlab.prediction.predictor import Predictor
+
+    predictor = Predictor.from_artifact(artifact)
+    coarse: list[dict[str, Any] | None] = []
+    for start in range(0, len(images), _HEATMAP_BATCH):
+        batch = images[start:start + _HEATMAP_BATCH]
+        pixels = StoredPixels(workspace.blobs, [image.sha256 for image in batch], [image.path for image in batch])
+        for prediction in predictor.predict(pixels, heatmaps=True):
+            coarse.append(None if prediction.heatmap is None else coarse_heatmap(prediction.heatmap))
+    return coarse
+
+
+def _labeled_boxes(workspace: Workspace, image: Any) -> list[dict[str, Any]]:
+    """Return the box around each labeled region, with its class; a mask gives one box per separate defect."""
+    from defectlab.training.detection import regions_to_boxes
+
+    names = [OK_CLASS, *sorted({region["class"] for region in image.regions})]
+    return [{"class": names[box[0]], "box": [round(float(value), 1) for value in box[1:]]}
+            for box in regions_to_boxes(image.regions, names, masks=workspace.blobs.get)]
+
+
+def _predicted_boxes(prediction: Any) -> list[dict[str, Any]]:
+    return [{"class": region.get("class"), "box": [round(float(value), 1) for value in region["box"]],
+             "counts": bool(region.get("counts", True))}
+            for region in (prediction.regions or prediction.boxes or [])]
 
 
 def _outcome(true: str, predicted: str, is_defect: bool) -> str:

@@ -68,8 +68,11 @@ def start_evaluation(project: str, model_id: int, workspace: WorkspaceParameter,
     """Predict the split's labeled images and measure the model. Once the job succeeded, its `result` has the
     metrics of `defectlab evaluate` (escape and overkill rates, `per_class`, `confusion_matrix` with rows as true
     and columns as predicted `class_names`) and `images`: each evaluated image with `image_id`, `path`,
-    `true`, `predicted`, `score` and `outcome` (`escape`, `overkill`, `wrong_class` or `correct`), and
-    `diagnosis`: a finding per class with images in the split that the model never predicted."""
+    `true`, `predicted`, `score`, `outcome` (`escape`, `overkill`, `wrong_class` or `correct`), `width`,
+    `height`, `labeled_boxes` and `predicted_boxes` (`class`, `box` in pixels) and, for an anomaly model, a coarse
+    `heatmap` (`cell` size in pixels, `values` by row). It also has `precision_recall` (`recall`, `precision`,
+    `thresholds` and the model's own point `chosen`, or a `reason` when the split is all good or all defective)
+    and `diagnosis`: a finding per class with images in the split that the model never predicted."""
     request = body or EvaluationRequest()
     if request.split not in ("train", "dev", "test"):
         raise InvalidInputError(f"split {request.split!r} is not valid; use one of: train, dev, test")

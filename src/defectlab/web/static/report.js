@@ -3,11 +3,12 @@
 // A confusion-matrix cell or a score-histogram bar opens exactly its images, each one click away from the
 // labeling page, where a wrong label can be fixed.
 
-import { lossChart } from "./charts.js";
+import { lineChart, legendFigure, lossChart, svg } from "./charts.js";
 import { api, diagnosisList, drawHeader, h, pageParts, projectPath, showError, showMessage, thumbnailUrl } from "./common.js";
 
 const POLL_MS = 1000;
 const BINS = 20;
+const HEATMAP_FLOOR = 0.3; // heatmap scores at or below this are not shaded; 0.5 is the threshold
 const { project, rest } = pageParts();
 const modelId = Number(rest[1]);
 let polling = null;
@@ -21,13 +22,38 @@ function figure(title, value, detail) {
     detail ? h("small", { className: "muted" }, detail) : null);
 }
 
+// Draw label and prediction over one evaluated image: labeled boxes in green, predicted boxes dashed in red, and
+// an anomaly model's heatmap as red cells, more opaque where the score is higher. The SVG is fitted to the image
+// the way the thumbnail is (centred, whole), so both share the image's pixel coordinates.
+function overlay(image) {
+  const parts = [];
+  const heatmap = image.heatmap;
+  if (heatmap) {
+    heatmap.values.forEach((row, top) => row.forEach((value, left) => {
+      const opacity = Math.min(1, Math.max(0, (value - HEATMAP_FLOOR) / (1 - HEATMAP_FLOOR))) * 0.7;
+      if (opacity > 0) parts.push(svg("rect", { x: left * heatmap.cell, y: top * heatmap.cell, width: heatmap.cell, height: heatmap.cell, class: "heat", "fill-opacity": opacity.toFixed(2) }));
+    }));
+  }
+  const box = (region, kind) => svg("rect", { x: region.box[0], y: region.box[1], width: region.box[2] - region.box[0], height: region.box[3] - region.box[1], class: kind },
+    svg("title", {}, `${kind === "labeled" ? "labeled" : "predicted"} ${region.class}`));
+  parts.push(...(image.labeled_boxes || []).map((region) => box(region, "labeled")));
+  parts.push(...(image.predicted_boxes || []).map((region) => box(region, "predicted")));
+  return h("div", { className: "overlaid" },
+    h("img", { src: thumbnailUrl(project, image.image_id), alt: image.path, width: 160, height: 160 }),
+    svg("svg", { viewBox: `0 0 ${image.width} ${image.height}`, preserveAspectRatio: "xMidYMid meet", class: "overlay" }, ...parts),
+    h("span", { className: "badge label" }, `label ${image.true}`),
+    h("span", { className: `badge predicted ${image.predicted === image.true ? "same" : "differs"}` }, `predicted ${image.predicted}`));
+}
+
 // Show the images of one selection below the report, each linked to its labeling page.
 function showImages(title, images) {
   const box = document.querySelector("#chosen-images");
   const base = `/projects/${encodeURIComponent(project)}/images`;
   box.replaceChildren(h("h2", {}, `${title}: ${images.length} ${images.length === 1 ? "image" : "images"}`),
+    h("p", { className: "muted" }, "On each image: the label at the top left, the prediction at the bottom right; green boxes are labeled "
+      + "regions, dashed red boxes predicted ones, and red shading an anomaly model's heatmap, stronger where the defect score is higher."),
     images.length ? h("div", { className: "grid" }, ...images.map((image) => h("figure", { className: "thumb", dataset: { id: image.image_id } },
-      h("a", { href: `${base}/${image.image_id}` }, h("img", { src: thumbnailUrl(project, image.image_id), alt: image.path, width: 160, height: 160 })),
+      h("a", { href: `${base}/${image.image_id}` }, overlay(image)),
       h("figcaption", {}, h("span", { className: "path" }, image.path),
         h("span", { className: `chip ${image.outcome === "correct" ? "no-defect" : "defect"}` }, image.outcome.replace("_", " ")),
         h("span", { className: "chip" }, `label ${image.true} · predicted ${image.predicted} · score ${image.score.toFixed(3)}`)))))
@@ -70,6 +96,23 @@ function histogram(result) {
     h("small", { className: "muted" }, `Defect scores from ${low.toFixed(3)} to ${high.toFixed(3)}; green: labeled good, red: labeled defective; the line is the threshold ${result.threshold.toFixed(3)}.`));
 }
 
+// Draw the precision-recall curve of the defect scores, with the point the model's threshold chose.
+function precisionRecall(result) {
+  const curve = result.precision_recall;
+  if (!curve || curve.reason) return h("p", { className: "muted" }, curve ? curve.reason : "Evaluate again to see this curve.");
+  const series = [{ name: "all", label: "every possible threshold", colour: "#1f5fbf", step: true,
+    points: curve.recall.map((recall, index) => [recall, curve.precision[index]]) }];
+  const chosen = curve.chosen;
+  if (chosen.precision !== null) {
+    series.push({ name: "chosen", colour: "#b42318", points: [[chosen.recall, chosen.precision]],
+      label: `this model's threshold: ${percent(chosen.recall)} of defective images caught, ${percent(chosen.precision)} of rejects defective` });
+  }
+  return h("div", {}, legendFigure(lineChart(series, { xLabel: "recall: share of defective images caught",
+    yLabel: "precision", xRange: [0, 1], yRange: [0, 1], id: "pr-chart", title: "Precision and recall" }), series),
+  h("small", { className: "muted" }, "Precision: the share of rejected images that are defective. Moving the threshold trades "
+    + "one for the other: catching more defective images rejects more good ones."));
+}
+
 function perClass(result) {
   return h("table", { className: "list" },
     h("thead", {}, h("tr", {}, ...["Class", "Images", "Predicted", "Precision", "Recall", "F1"].map((t) => h("th", {}, t)))),
@@ -92,7 +135,8 @@ function report(job) {
       h("button", { type: "button", id: "show-overkills", onclick: () => showImages("Overkills", outcome("overkill")) }, "Show overkills")),
     h("div", { className: "report-parts" },
       h("div", { className: "card" }, h("h3", {}, "Confusion matrix"), confusionMatrix(result)),
-      h("div", { className: "card" }, h("h3", {}, "Score histogram"), histogram(result))),
+      h("div", { className: "card" }, h("h3", {}, "Score histogram"), histogram(result)),
+      h("div", { className: "card", id: "precision-recall" }, h("h3", {}, "Precision and recall"), precisionRecall(result))),
     h("div", { className: "card" }, h("h3", {}, "Per class"), perClass(result)),
     result.diagnosis && result.diagnosis.length
       ? h("div", { className: "card" }, h("h3", {}, `Classes never predicted on the ${result.split} split`), diagnosisList(project, result.diagnosis, "evaluation-diagnosis"))
