@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ from sqlalchemy import update
 
 from defectlab.data.browse import ImageFilter, browse_images
 from defectlab.data.snapshot import take_snapshot
+from defectlab.errors import InvalidInputError
 from defectlab.images.display import contrast_window, to_view
+from defectlab.web.evaluations import select_evaluated
 from defectlab.workspace.schema import Image as ImageRow
 
 
@@ -106,6 +109,9 @@ def test_bulk_split_class_and_exclusion(api, parts, workspace) -> None:
     ({"image_ids": [1], "action": "set_split", "value": "holdout", "labeler": "ana"}, 400, "split 'holdout'"),
     ({"image_ids": [1], "action": "set_class", "value": "crack", "labeler": "ana"}, 400, "class 'crack' is not in"),
     ({"image_ids": [1, 99999], "action": "exclude", "labeler": "ana"}, 404, "image 99999 is not in project"),
+    ({"image_ids": [1], "action": "add_tag", "value": "  "}, 400, "the tag is missing or empty"),
+    ({"image_ids": [1], "action": "add_tag", "value": "x" * 101}, 400, "the tag has 101 characters; use at most 100"),
+    ({"image_ids": [1], "action": "add_tag", "value": "two\nlines"}, 400, "contains a control character"),
 ])
 def test_bulk_rejects_bad_selection(api, parts, body, status, words) -> None:
     answer = api.post("/api/projects/parts/images/bulk", json=body)
@@ -189,3 +195,88 @@ def test_thumbnail_of_16bit_image(api, workspace, tmp_path) -> None:
     assert thumb[5, 5] < 20
     assert api.get(f"/api/projects/plates/images/{image_id}/thumbnail?size=64").content == answer.content
     assert api.get(f"/api/projects/plates/images/{image_id}/thumbnail?size=4").status_code == 400
+
+
+def test_bulk_tags_add_filter_remove(api, parts) -> None:
+    chosen = [parts["ok/0.png"], parts["dent/1.png"], parts["scratch/2.png"]]
+    versions = {image["id"]: image["version"] for image in browse(api, "page_size=100")["images"]}
+
+    added = api.post("/api/projects/parts/images/bulk", json={"image_ids": chosen, "action": "add_tag",
+                                                              "value": " lot 7 glare "})
+    again = api.post("/api/projects/parts/images/bulk", json={"image_ids": chosen[:2], "action": "add_tag",
+                                                              "value": "lot 7 glare"})
+
+    assert added.json() == {"action": "add_tag", "changed": 3}
+    assert again.json() == {"action": "add_tag", "changed": 0}
+    tagged = browse(api, "tag=lot 7 glare")
+    assert sorted(image["id"] for image in tagged["images"]) == sorted(chosen)
+    assert {tuple(image["tags"]) for image in tagged["images"]} == {("lot 7 glare",)}
+    assert {image["id"]: image["version"] for image in tagged["images"]} == {i: versions[i] for i in chosen}
+    assert api.get("/api/projects/parts/tags").json() == ["lot 7 glare"]
+    assert browse(api, "tag=other")["total"] == 0
+
+    removed = api.post("/api/projects/parts/images/bulk", json={"image_ids": [chosen[0], parts["ok/3.png"]],
+                                                                "action": "remove_tag", "value": "lot 7 glare"})
+    assert removed.json() == {"action": "remove_tag", "changed": 1}
+    assert sorted(image["id"] for image in browse(api, "tag=lot 7 glare")["images"]) == sorted(chosen[1:])
+
+
+def test_outcome_and_score_filters(api, parts, ended_job) -> None:
+    trained = ended_job(api.post("/api/projects/parts/training", json={"settings": {"epochs": 2}}).json()["id"])
+    assert trained["status"] == "succeeded", trained["error"]
+    model_id = trained["result"]["model_id"]
+    unevaluated = api.get(f"/api/projects/parts/browse?model={model_id}")
+    assert unevaluated.status_code == 400
+    assert f"model {model_id} has no finished evaluation yet" in unevaluated.json()["error"]
+
+    started = api.post(f"/api/projects/parts/models/{model_id}/evaluations", json={"split": "train"})
+    evaluation = ended_job(started.json()["id"])
+    assert evaluation["status"] == "succeeded", evaluation["error"]
+    rows = evaluation["result"]["images"]
+
+    everything = browse(api, f"model={model_id}&page_size=100")
+    assert sorted(image["id"] for image in everything["images"]) == sorted(row["image_id"] for row in rows)
+    by_id = {row["image_id"]: row for row in rows}
+    for image in everything["images"]:
+        assert image["prediction"]["outcome"] == by_id[image["id"]]["outcome"]
+        assert image["prediction"]["score"] == by_id[image["id"]]["score"]
+        assert image["prediction"]["split"] == "train"
+    for outcome in ("escape", "overkill", "wrong_class", "correct"):
+        page = browse(api, f"model={model_id}&outcome={outcome}&page_size=100")
+        assert sorted(image["id"] for image in page["images"]) == sorted(
+            row["image_id"] for row in rows if row["outcome"] == outcome), outcome
+    scores = sorted(row["score"] for row in rows)
+    low, high = scores[1], scores[-2]
+    page = browse(api, f"model={model_id}&score_min={low}&score_max={high}&page_size=100")
+    assert sorted(image["id"] for image in page["images"]) == sorted(
+        row["image_id"] for row in rows if low <= row["score"] <= high)
+
+
+@pytest.mark.parametrize(("query", "words"), [
+    ("outcome=escape", "outcome and score filters need a model"),
+    ("score_min=0.5", "outcome and score filters need a model"),
+    ("model=99", "model 99 is not a model of project 'parts'"),
+])
+def test_outcome_filter_rejects_bad_query(api, parts, query, words) -> None:
+    answer = api.get(f"/api/projects/parts/browse?{query}")
+    assert answer.status_code in (400, 404)
+    assert words in answer.json()["error"]
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    ({"outcome": "missed"}, "outcome 'missed' is not known; use one of: escape, overkill, wrong_class, correct"),
+    ({"score_min": 0.8, "score_max": 0.2}, "score_min 0.8 is above score_max 0.2"),
+    ({"score_min": float("nan")}, "score_min is nan; give a finite number"),
+])
+def test_select_evaluated_rejects(arguments, words) -> None:
+    with pytest.raises(InvalidInputError, match=re.escape(words)):
+        select_evaluated({1: {"outcome": "correct", "score": 0.3}}, **arguments)
+
+
+def test_select_evaluated_bounds_inclusive() -> None:
+    evaluated = {1: {"outcome": "correct", "score": 0.2}, 2: {"outcome": "escape", "score": 0.4},
+                 3: {"outcome": "correct", "score": 0.6}}
+
+    assert select_evaluated(evaluated, score_min=0.2, score_max=0.4) == {1, 2}
+    assert select_evaluated(evaluated, outcome="correct", score_min=0.3) == {3}
+    assert select_evaluated(evaluated) == {1, 2, 3}

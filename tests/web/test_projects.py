@@ -133,7 +133,7 @@ def test_openapi_lists_routes_and_serves_no_docs_page(api) -> None:
         ("PUT", "/api/projects/{project}/images/{image_id}/class"),
         ("GET", "/api/projects/{project}/images/{image_id}/file"),
         ("GET", "/api/projects/{project}/browse"), ("GET", "/api/projects/{project}/metadata"),
-        ("GET", "/api/projects/{project}/labelers"),
+        ("GET", "/api/projects/{project}/labelers"), ("GET", "/api/projects/{project}/tags"),
         ("POST", "/api/projects/{project}/images/bulk"),
         ("GET", "/api/projects/{project}/images/{image_id}/annotations"),
         ("PUT", "/api/projects/{project}/images/{image_id}/annotations"),

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, select
+from sqlalchemy import String, and_, cast, delete, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -21,10 +21,10 @@ from defectlab.errors import InvalidInputError, NotFoundError
 from defectlab.formats._layout import is_ok_folder
 from defectlab.formats.records import OK_CLASS
 from defectlab.workspace import Workspace
-from defectlab.workspace.schema import Annotation, DefectClass, Image, Project
+from defectlab.workspace.schema import Annotation, DefectClass, Image, ImageTag, Project
 
-__all__ = ["BULK_ACTIONS", "SORT_KEYS", "SPLITS", "ImageFilter", "browse_images", "change_images",
-           "find_neighbours", "list_labelers", "metadata_keys"]
+__all__ = ["BULK_ACTIONS", "MAX_TAG_CHARS", "SORT_KEYS", "SPLITS", "ImageFilter", "browse_images", "change_images",
+           "check_tag", "find_neighbours", "list_labelers", "list_tags", "metadata_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,11 @@ SORT_KEYS = ("path", "-path", "id", "-id", "label", "-label", "split", "-split",
 
 SPLITS = ("train", "dev", "test")
 
-BULK_ACTIONS = ("set_split", "set_class", "exclude", "include")
-"""Changes ``change_images`` applies to a selection: a split (or none), an image-level class, or exclusion."""
+BULK_ACTIONS = ("set_split", "set_class", "exclude", "include", "add_tag", "remove_tag")
+"""Changes ``change_images`` applies to a selection: a split (or none), an image-level class, exclusion, or a tag."""
+
+MAX_TAG_CHARS = 100
+"""Maximum tag length, in characters: the length of the ``image_tags.tag`` column."""
 
 MAX_PAGE_SIZE = 500
 """Largest page, in images; a page of thumbnails a person looks at is far smaller."""
@@ -56,6 +59,9 @@ class ImageFilter:
         metadata_key: Images whose metadata has this key; with ``metadata_value``,
             whose value, written as text, equals it.
         excluded: True for excluded images only, False for included ones only.
+        tag: Images that carry this tag.
+        image_ids: Only these images, such as those an evaluation found with
+            one outcome; None does not filter, and an empty set passes no image.
     """
 
     label: str | None = None
@@ -65,6 +71,8 @@ class ImageFilter:
     metadata_key: str | None = None
     metadata_value: str | None = None
     excluded: bool | None = None
+    tag: str | None = None
+    image_ids: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         if self.split is not None and self.split not in (*SPLITS, "none"):
@@ -85,7 +93,7 @@ def browse_images(workspace: Workspace, project_name: str, where: ImageFilter = 
     Returns:
         ``total`` (images that pass), ``page``, ``page_size``, ``pages`` and
         ``images``: each with ``id``, ``path``, ``width``, ``height``, ``split``,
-        ``label``, ``excluded``, ``version`` and ``metadata``.
+        ``label``, ``excluded``, ``version``, ``metadata`` and ``tags`` (sorted).
 
     Raises:
         InvalidInputError: An unknown sort key, split, or a page out of range.
@@ -99,7 +107,8 @@ def browse_images(workspace: Workspace, project_name: str, where: ImageFilter = 
         query = _filtered(select(Image, label.label("label_name")), project, where, label)
         total = session.scalar(_filtered(select(func.count(Image.id)), project, where, label))
         rows = session.execute(_ordered(query, sort, label).limit(page_size).offset((page - 1) * page_size)).all()
-        images = [_describe_row(image, label_name) for image, label_name in rows]
+        tags = _tags_of(session, [image.id for image, _ in rows])
+        images = [_describe_row(image, label_name, tags.get(image.id, [])) for image, label_name in rows]
 
     return {"total": total, "page": page, "page_size": page_size, "pages": max(1, -(-total // page_size)),
             "images": images}
@@ -140,6 +149,32 @@ def metadata_keys(workspace: Workspace, project_name: str, *, limit: int = 50) -
     return {key: sorted(values) for key, values in sorted(found.items())}
 
 
+def list_tags(workspace: Workspace, project_name: str) -> list[str]:
+    """Return the tags on the project's images, sorted."""
+    with workspace.session() as session:
+        project = workspace.get_project(session, project_name)
+        query = (select(ImageTag.tag).join(Image, Image.id == ImageTag.image_id)
+                 .where(Image.project_id == project.id).distinct().order_by(ImageTag.tag))
+        return list(session.scalars(query))
+
+
+def check_tag(tag: str | None) -> str:
+    """Return the tag without surrounding spaces.
+
+    Raises:
+        InvalidInputError: The tag is missing, empty, longer than ``MAX_TAG_CHARS`` or contains a control character.
+    """
+    words = (tag or "").strip()
+    if not words:
+        raise InvalidInputError("the tag is missing or empty; send the tag's words as value, such as 'recheck'")
+    if len(words) > MAX_TAG_CHARS:
+        raise InvalidInputError(f"the tag has {len(words)} characters; use at most {MAX_TAG_CHARS}")
+    if any(ord(character) < 32 or ord(character) == 127 for character in words):
+        raise InvalidInputError(f"the tag {words!r} contains a control character such as a line break; use one "
+                                "line of plain text")
+    return words
+
+
 def list_labelers(workspace: Workspace, project_name: str) -> list[str]:
     """Return everyone whose annotations are among the project's labels, sorted (``import`` for imported labels)."""
     with workspace.session() as session:
@@ -154,11 +189,12 @@ def change_images(workspace: Workspace, project_name: str, image_ids: list[int],
     """Apply one change to every image of a selection, in one transaction.
 
     Args:
-        action: ``set_split``, ``set_class``, ``exclude`` or ``include``.
+        action: One of ``BULK_ACTIONS``.
         value: For ``set_split``, ``train``, ``dev``, ``test`` or None to clear
             the split. For ``set_class``, a class name (``ok`` for no defect),
-            which replaces the class ``labeler`` gave each image before.
-        labeler: Who makes the change; recorded with a class.
+            which replaces the class ``labeler`` gave each image before. For
+            ``add_tag`` and ``remove_tag``, the tag (see ``check_tag``).
+        labeler: Who makes the change; recorded with a class or a tag.
 
     Returns:
         ``changed``: how many images changed, and ``action``.
@@ -172,8 +208,11 @@ def change_images(workspace: Workspace, project_name: str, image_ids: list[int],
     with workspace.session() as session:
         project = workspace.get_project(session, project_name)
         images = _selected_images(session, project, image_ids)
-        apply = _bulk_change(session, project, action, value, labeler)
-        changed = sum(1 for image in images if apply(image))
+        if action in ("add_tag", "remove_tag"):
+            changed = _change_tags(session, [image.id for image in images], action, check_tag(value), labeler)
+        else:
+            apply = _bulk_change(session, project, action, value, labeler)
+            changed = sum(1 for image in images if apply(image))
         session.flush()
 
     logger.info("%s on %d of %d selected images of %s by %s", action, changed, len(image_ids), project_name, labeler)
@@ -216,6 +255,10 @@ def _filtered(query: Select, project: Project, where: ImageFilter, label: Column
         conditions.append(Image.split.is_(None) if where.split == "none" else Image.split == where.split)
     if where.excluded is not None:
         conditions.append(Image.excluded.is_(where.excluded))
+    if where.tag is not None:
+        conditions.append(select(ImageTag.id).where(ImageTag.image_id == Image.id, ImageTag.tag == where.tag).exists())
+    if where.image_ids is not None:
+        conditions.append(Image.id.in_(sorted(where.image_ids)))
     if where.metadata_key:
         # as_string() gives SQL NULL for a missing key; the JSON element itself would be the text 'null'.
         value = Image.meta[where.metadata_key].as_string()
@@ -234,9 +277,34 @@ def _ordered(query: Select, sort: str, label: ColumnElement) -> Select:
     return query.order_by(column, Image.id)
 
 
-def _describe_row(image: Image, label: str | None) -> dict[str, Any]:
+def _describe_row(image: Image, label: str | None, tags: list[str]) -> dict[str, Any]:
     return {"id": image.id, "path": image.path, "width": image.width, "height": image.height, "split": image.split,
-            "label": label, "excluded": image.excluded, "version": image.version, "metadata": dict(image.meta or {})}
+            "label": label, "excluded": image.excluded, "version": image.version, "metadata": dict(image.meta or {}),
+            "tags": tags}
+
+
+def _tags_of(session: Session, image_ids: list[int]) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = {}
+    query = select(ImageTag.image_id, ImageTag.tag).where(ImageTag.image_id.in_(image_ids)).order_by(ImageTag.tag)
+    for image_id, tag in session.execute(query):
+        tags.setdefault(image_id, []).append(tag)
+    return tags
+
+
+def _change_tags(session: Session, image_ids: list[int], action: str, tag: str, labeler: str) -> int:
+    """Add the tag to the images that lack it, or remove it from those that carry it; return how many changed.
+
+    A tag is not a label, so the images' versions stay as they are and a
+    labeling page open on one of them can still save.
+    """
+    carrying = set(session.scalars(select(ImageTag.image_id).where(ImageTag.image_id.in_(image_ids),
+                                                                   ImageTag.tag == tag)))
+    if action == "remove_tag":
+        session.execute(delete(ImageTag).where(ImageTag.image_id.in_(carrying), ImageTag.tag == tag))
+        return len(carrying)
+    missing = [image_id for image_id in image_ids if image_id not in carrying]
+    session.add_all(ImageTag(image_id=image_id, tag=tag, created_by=labeler) for image_id in missing)
+    return len(missing)
 
 
 def _as_text(value: Any) -> str:

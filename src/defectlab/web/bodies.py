@@ -188,8 +188,10 @@ class ImageAnnotations(Body):
 class BulkChange(Body):
     image_ids: list[int] = Field(min_length=1, description="The selected images.")
     action: str = Field(json_schema_extra={"enum": list(BULK_ACTIONS)},
-                        description="Set the split, set the image-level class, exclude from or include in training.")
-    value: str | None = Field(None, description="The split (`train`, `dev`, `test`, or null for none) or the class.")
+                        description="Set the split, set the image-level class, exclude from or include in training, "
+                                    "add or remove a tag.")
+    value: str | None = Field(None, description="The split (`train`, `dev`, `test`, or null for none), the class, "
+                                                "or the tag (at most 100 characters, one line).")
     labeler: Person | None = Field(None, description=ACTING)
 
 

@@ -12,6 +12,8 @@ precision-recall curve of the defect scores.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +25,12 @@ from defectlab.formats.records import OK_CLASS
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Model
 
-__all__ = ["HEATMAP_CELLS", "coarse_heatmap", "evaluate_for_report", "find_project_model", "precision_recall_points"]
+__all__ = ["HEATMAP_CELLS", "OUTCOMES", "coarse_heatmap", "evaluate_for_report", "evaluated_images",
+           "find_project_model", "precision_recall_points", "select_evaluated"]
+
+OUTCOMES = ("escape", "overkill", "wrong_class", "correct")
+"""Outcomes of one evaluated image: a defective image called OK, a good image called defective, a defective image
+rejected under another defect class, or the right call."""
 
 HEATMAP_CELLS = 32
 """Cells on the long side of the heatmap each evaluated image carries; enough to show where, small enough for JSON."""
@@ -76,6 +83,56 @@ def evaluate_for_report(workspace: Workspace, project_name: str, model_id: int, 
     findings = find_unpredicted_classes(run.evaluation.class_names, run.evaluation.confusion_matrix, split=split)
     return {**run.to_dict(), "images": rows, "diagnosis": [finding.to_dict() for finding in findings],
             "precision_recall": _precision_recall_part(rows)}
+
+
+def evaluated_images(workspace: Workspace, project_name: str, model_id: int) -> dict[int, dict[str, Any]]:
+    """Return the images of the model's newest finished evaluation by id, each with ``outcome``, ``score``,
+    ``predicted``, ``true`` and ``split``.
+
+    Raises:
+        NotFoundError: The model is not one of the project's models.
+        InvalidInputError: The model has no finished evaluation yet.
+    """
+    from defectlab.web.jobs import SUCCEEDED, list_jobs
+
+    find_project_model(workspace, project_name, model_id)
+    for job in list_jobs(workspace, project_name):
+        if job["kind"] == "evaluate" and job["status"] == SUCCEEDED and job["options"].get("model_id") == model_id:
+            return _images_of_evaluation(workspace, job["id"])
+    raise InvalidInputError(f"model {model_id} has no finished evaluation yet, so its outcomes cannot filter images; "
+                            "evaluate it on its report page first")
+
+
+@functools.lru_cache(maxsize=16)
+def _images_of_evaluation(workspace: Workspace, job_id: int) -> dict[int, dict[str, Any]]:
+    """Read a finished evaluation's images once; a succeeded job's result never changes, so it can be kept."""
+    from defectlab.web.jobs import describe_job
+
+    result = describe_job(workspace, job_id)["result"]
+    return {row["image_id"]: {"outcome": row["outcome"], "score": row["score"], "predicted": row["predicted"],
+                              "true": row["true"], "split": result["split"]} for row in result["images"]}
+
+
+def select_evaluated(evaluated: dict[int, dict[str, Any]], *, outcome: str | None = None,
+                     score_min: float | None = None, score_max: float | None = None) -> frozenset[int]:
+    """Return the ids of the evaluated images with this outcome and a score in ``[score_min, score_max]``.
+
+    Raises:
+        InvalidInputError: The outcome is unknown, a bound is not a finite number, or ``score_min`` is above
+            ``score_max``.
+    """
+    if outcome is not None and outcome not in OUTCOMES:
+        raise InvalidInputError(f"outcome {outcome!r} is not known; use one of: {', '.join(OUTCOMES)}")
+    for name, bound in (("score_min", score_min), ("score_max", score_max)):
+        if bound is not None and not math.isfinite(bound):
+            raise InvalidInputError(f"{name} is {bound}; give a finite number, such as 0.5")
+    if score_min is not None and score_max is not None and score_min > score_max:
+        raise InvalidInputError(f"score_min {score_min} is above score_max {score_max}; swap them or widen the range")
+
+    low = -math.inf if score_min is None else score_min
+    high = math.inf if score_max is None else score_max
+    return frozenset(image_id for image_id, row in evaluated.items()
+                     if (outcome is None or row["outcome"] == outcome) and low <= row["score"] <= high)
 
 
 def precision_recall_points(true_is_defect: Sequence[bool], scores: Sequence[float],

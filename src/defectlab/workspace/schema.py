@@ -19,6 +19,7 @@ __all__ = [
     "Decision",
     "DefectClass",
     "Image",
+    "ImageTag",
     "Job",
     "Model",
     "Project",
@@ -106,6 +107,20 @@ class Image(Base):
     annotations: Mapped[list[Annotation]] = relationship(
         back_populates="image", cascade="all, delete-orphan", order_by="Annotation.id"
     )
+    tags: Mapped[list[ImageTag]] = relationship(cascade="all, delete-orphan", order_by="ImageTag.tag")
+
+
+class ImageTag(Base):
+    """A word a person put on an image to find it again, such as ``recheck`` or ``lot 7 glare``."""
+
+    __tablename__ = "image_tags"
+    __table_args__ = (UniqueConstraint("image_id", "tag"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(String(100), index=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
 class Annotation(Base):

@@ -8,7 +8,10 @@ import {
 } from "./common.js";
 import { uploadCard } from "./upload.js";
 
-const FILTERS = ["label", "split", "labeled", "labeler", "key", "value", "excluded", "sort", "page", "page_size"];
+const FILTERS = ["label", "split", "labeled", "labeler", "key", "value", "excluded", "tag", "model", "outcome",
+  "score_min", "score_max", "sort", "page", "page_size"];
+const OUTCOMES = [["", "any"], ["escape", "escape (defective called OK)"], ["overkill", "overkill (good called defective)"],
+  ["wrong_class", "wrong class"], ["correct", "correct"]];
 const SORTS = [["path", "Path A–Z"], ["-path", "Path Z–A"], ["id", "Oldest import first"], ["-id", "Newest import first"],
   ["label", "Label"], ["-label", "Label, reversed"], ["split", "Split"]];
 
@@ -17,6 +20,8 @@ const selected = new Set();
 let projectInfo = null;
 let metadata = {};
 let labelers = [];
+let tags = [];
+let models = [];
 let lastPage = null;
 
 function readFilters() {
@@ -41,9 +46,13 @@ function filterBar(filters) {
   const change = (name) => (event) => {
     const next = { ...readFilters(), [name]: event.target.value, page: "" };
     if (name === "key") next.value = "";
+    if (name === "model" && !event.target.value) Object.assign(next, { outcome: "", score_min: "", score_max: "" });
     writeFilters(next);
     drawPage().catch(showError);
   };
+  const score = (name, words) => h("label", {}, `${words} `, h("input", {
+    type: "number", name, "aria-label": name, min: 0, max: 1, step: "any", value: filters[name] || "", className: "score",
+    onchange: change(name) }));
   const classes = projectInfo.classes.map((c) => [c, c === "ok" ? "ok (no defect)" : c]);
   const keys = Object.keys(metadata);
   const values = filters.key ? (metadata[filters.key] || []) : [];
@@ -59,6 +68,12 @@ function filterBar(filters) {
     filters.key ? h("label", {}, "= ", select("value", filters.value, [["", "any value"], ...values.map((v) => [v, v])], change("value"))) : null,
     h("label", {}, "Shown ", select("excluded", filters.excluded,
       [["", "all"], ["false", "included"], ["true", "excluded"]], change("excluded"))),
+    tags.length ? h("label", {}, "Tag ", select("tag", filters.tag, [["", "any"], ...tags.map((t) => [t, t])], change("tag"))) : null,
+    models.length ? h("label", {}, "Evaluated by ", select("model", filters.model,
+      [["", "no model"], ...models.map((m) => [String(m.id), `model ${m.id}`])], change("model"))) : null,
+    filters.model ? h("label", {}, "Outcome ", select("outcome", filters.outcome, OUTCOMES, change("outcome"))) : null,
+    filters.model ? score("score_min", "Score from") : null,
+    filters.model ? score("score_max", "to") : null,
     h("label", {}, "Sort ", select("sort", filters.sort || "path", SORTS, change("sort"))));
 }
 
@@ -83,7 +98,10 @@ function card(image, filters) {
       h("span", { className: "path", title: image.path }, image.path),
       h("span", { className: `chip ${label}` }, stateWords(image.label)),
       image.split ? h("span", { className: "chip split" }, image.split) : null,
-      image.excluded ? h("span", { className: "chip excluded" }, "excluded") : null));
+      image.excluded ? h("span", { className: "chip excluded" }, "excluded") : null,
+      image.prediction ? h("span", { className: `chip ${image.prediction.outcome === "correct" ? "no-defect" : "defect"} outcome` },
+        `${image.prediction.outcome.replace("_", " ")} · predicted ${image.prediction.predicted} · score ${image.prediction.score.toFixed(3)}`) : null,
+      ...(image.tags || []).map((tag) => h("span", { className: "chip tag" }, `# ${tag}`))));
 }
 
 function pager(result) {
@@ -108,6 +126,7 @@ function bulkBar() {
       });
       showMessage(`${result.changed} of ${selected.size} images changed.`);
       selected.clear();
+      if (action.endsWith("_tag")) tags = await api("GET", projectPath(project, "tags"));
       await drawPage();
     } catch (error) {
       showError(error);
@@ -117,6 +136,11 @@ function bulkBar() {
     if (!control.value) throw new Error(`Choose a ${control.name.replace("bulk-", "")} first.`);
     return control.value === "none" ? null : control.value;
   };
+  const tagInput = h("input", { type: "text", name: "bulk-tag", "aria-label": "tag", maxlength: 100, placeholder: "such as recheck", list: "known-tags" });
+  const typed = () => {
+    if (!tagInput.value.trim()) throw new Error("Type a tag first.");
+    return tagInput.value.trim();
+  };
   return h("div", { className: "bulk card", id: "bulk" },
     h("span", { id: "selection" }),
     h("button", { type: "button", className: "link", onclick: selectPage }, "Select page"),
@@ -124,7 +148,10 @@ function bulkBar() {
     h("label", {}, "Split ", split, h("button", { type: "button", onclick: run("set_split", chosen(split)) }, "Set split")),
     h("label", {}, "Class ", classChoice, h("button", { type: "button", onclick: run("set_class", chosen(classChoice)) }, "Set class")),
     h("button", { type: "button", onclick: run("exclude", () => null) }, "Exclude from training"),
-    h("button", { type: "button", onclick: run("include", () => null) }, "Include again"));
+    h("button", { type: "button", onclick: run("include", () => null) }, "Include again"),
+    h("label", {}, "Tag ", tagInput, h("datalist", { id: "known-tags" }, ...tags.map((tag) => h("option", { value: tag }))),
+      h("button", { type: "button", id: "add-tag", onclick: run("add_tag", typed) }, "Add tag"),
+      h("button", { type: "button", id: "remove-tag", onclick: run("remove_tag", typed) }, "Remove tag")));
 }
 
 function selectPage() {
@@ -162,20 +189,28 @@ async function drawPage() {
   drawSelection();
 }
 
+// Read the project and the values its filters offer: metadata, labelers, tags, and the models whose evaluation
+// on a report page finished (the outcome filter reads that evaluation's images).
+async function readProject() {
+  let jobs;
+  [projectInfo, metadata, labelers, tags, jobs] = await Promise.all([
+    api("GET", projectPath(project)), api("GET", projectPath(project, "metadata")),
+    api("GET", projectPath(project, "labelers")), api("GET", projectPath(project, "tags")),
+    api("GET", `/jobs?project=${encodeURIComponent(project)}`)]);
+  const evaluated = jobs.filter((job) => job.kind === "evaluate" && job.status === "succeeded").map((job) => job.options.model_id);
+  models = [...new Set(evaluated)].sort((a, b) => a - b).map((id) => ({ id }));
+}
+
 // Read the project and its filter values again, after an upload added images.
 async function refresh() {
-  [projectInfo, metadata, labelers] = await Promise.all([
-    api("GET", projectPath(project)), api("GET", projectPath(project, "metadata")),
-    api("GET", projectPath(project, "labelers"))]);
+  await readProject();
   await drawPage();
   document.querySelector("#upload").open = true;
 }
 
 async function start() {
   drawHeader(project, "browser");
-  [projectInfo, metadata, labelers] = await Promise.all([
-    api("GET", projectPath(project)), api("GET", projectPath(project, "metadata")),
-    api("GET", projectPath(project, "labelers"))]);
+  await readProject();
   await drawPage();
 }
 
