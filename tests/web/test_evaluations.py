@@ -118,3 +118,34 @@ def test_evaluation_of_one_kind_explains_curve(api, cracks, ended_job) -> None:
     assert job["result"]["precision_recall"] == {
         "reason": "All 8 images of this split are good, so precision and recall of defect scores cannot be "
                   "traded off here; evaluate a split with both kinds."}
+
+
+def test_detection_evaluation_has_boxes(api, workspace, tmp_path: Path, ended_job) -> None:
+    from defectlab.samples import write_class_folders
+
+    source = write_class_folders(tmp_path / "plates", good=10, per_defect=6, size=96)
+    workspace.create_project("plates", "detection")
+    import_path(workspace, "plates", source)
+    trained = ended_job(api.post("/api/projects/plates/training", json={"settings": {"epochs": 3}}).json()["id"])
+    assert trained["status"] == "succeeded", trained["error"]
+    model_id = trained["result"]["model_id"]
+    job = ended_job(api.post(f"/api/projects/plates/models/{model_id}/evaluations", json={"split": "test"}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+
+    rows = job["result"]["images"]
+    assert any(row["predicted_boxes"] for row in rows), "the detector found no box, so the boxes go unchecked"
+    for row in rows:
+        assert row["heatmap"] is None
+        if row["true"] == "ok":
+            assert row["labeled_boxes"] == []
+            continue
+        # Each generated part has one defect, whose box is the extent of its mask written beside the image.
+        mask = np.asarray(Image.open(source / row["path"].replace(".png", "_mask.png"))) > 0
+        ys, xs = np.nonzero(mask)
+        assert row["labeled_boxes"] == [{"class": row["true"],
+                                         "box": [float(xs.min()), float(ys.min()), float(xs.max() + 1),
+                                                 float(ys.max() + 1)]}]
+        for box in row["predicted_boxes"]:
+            x_min, y_min, x_max, y_max = box["box"]
+            assert 0 <= x_min < x_max <= 96
+            assert 0 <= y_min < y_max <= 96
