@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from defectlab.web.jobs import describe_job
+from defectlab.web.jobs import JobProgress, describe_job
 from defectlab.workspace.schema import Job
 
 
@@ -96,3 +96,39 @@ def test_unknown_job_is_404(api) -> None:
     answer = api.get("/api/jobs/41")
     assert answer.status_code == 404
     assert answer.json() == {"error": "job 41 does not exist (no job was started yet); list them with GET /api/jobs"}
+
+
+
+def running_job(workspace, project: str) -> int:
+    """Record a running training job without starting a worker, and return its id."""
+    with workspace.session() as session:
+        job = Job(project_id=workspace.get_project(session, project).id, kind="train", status="running",
+                  message=json.dumps({"project": project, "options": {}}))
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def test_progress_carries_loss_curves(workspace) -> None:
+    workspace.create_project("curves", "classification", ["dent"])
+    job_id = running_job(workspace, "curves")
+    progress = JobProgress(workspace, job_id, {"project": "curves", "options": {}})
+
+    progress.add_epoch({"epoch": 1, "train_loss": 0.5, "dev_loss": 0.61234567, "dev_accuracy": 0.5})
+    progress(1, 2, "Training")
+
+    assert describe_job(workspace, job_id)["progress"]["loss_curves"] == {"train": [0.5], "dev": [0.6123]}
+
+
+def test_progress_drops_curves_too_long(workspace) -> None:
+    workspace.create_project("long", "classification", ["dent"])
+    job_id = running_job(workspace, "long")
+    progress = JobProgress(workspace, job_id, {"project": "long", "options": {}})
+
+    for epoch in range(1, 301):
+        progress.add_epoch({"epoch": epoch, "train_loss": 0.123456 + epoch, "dev_loss": 0.654321 + epoch})
+    progress(1, 2, "Training")
+
+    described = describe_job(workspace, job_id)
+    assert described["progress"]["message"] == "Training"
+    assert "loss_curves" not in described["progress"]

@@ -48,7 +48,8 @@ RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 STARTUP_GRACE_S = 120.0
 """Seconds a worker may take to record its pid; a job without one after this never got a worker."""
 
-_MAX_ERROR_CHARS = 2000  # the message column takes 4000 characters, and the rest of the JSON needs room
+_MESSAGE_CHARS = 4000  # the length of the jobs.message column
+_MAX_ERROR_CHARS = 2000  # the rest of the message's JSON needs room beside the error
 
 
 PROGRESS_INTERVAL_S = 1.0
@@ -81,7 +82,14 @@ class JobProgress:
         if self.loss_curves:
             report["loss_curves"] = self.loss_curves
         self.state["progress"] = report
-        _update_running(self.workspace, self.job_id, message=json.dumps(self.state, ensure_ascii=False))
+        message = json.dumps(self.state, ensure_ascii=False)
+        if len(message) > _MESSAGE_CHARS and "loss_curves" in report:
+            # About 150 epochs of two curves fill the column; the result keeps every epoch anyway.
+            logger.warning("job %d: loss curves of %d epochs no longer fit its progress; they appear with the result",
+                           self.job_id, max(len(curve) for curve in self.loss_curves.values()))
+            del report["loss_curves"]
+            message = json.dumps(self.state, ensure_ascii=False)
+        _update_running(self.workspace, self.job_id, message=message)
 
     def add_epoch(self, entry: Mapping[str, float]) -> None:
         """Add one epoch's history entry to the loss curves."""
