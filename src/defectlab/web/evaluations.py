@@ -201,7 +201,11 @@ def _precision_recall_part(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _coarse_heatmaps(workspace: Workspace, artifact: dict[str, Any], images: list) -> list[dict[str, Any] | None]:
-    """Predict the images again with heatmaps, a batch at a time, and return each heatmap coarsened."""
+    """Predict the images again with heatmaps, a batch at a time, and return each heatmap coarsened.
+
+    NOTE: this doubles the prediction time of an anomaly evaluation, because ``evaluate_model`` keeps no
+    heatmaps; a heatmap option there would predict once.
+    """
     from defectlab.data.pixels import StoredPixels
     from defectlab.prediction.predictor import Predictor
 
