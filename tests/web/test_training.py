@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import func, select
 
 from defectlab.data.importer import import_path
 from defectlab.data.labels import list_images
 from defectlab.web import jobs
 from defectlab.web.jobs import describe_job, run_job
-from defectlab.workspace.schema import Job
+from defectlab.workspace.schema import Job, Model
 
 
 @pytest.fixture
@@ -201,3 +202,19 @@ def test_diagnosis_lists_open_suspicious_labels(api, swapped, ended_job) -> None
     (finding,) = [row for row in job["result"]["diagnosis"] if row["kind"] == "suspicious_labels"]
     assert finding["details"]["image_ids"] == [issue["image_id"] for issue in flagged[1:]]
     assert flagged[1]["path"] in finding["message"]
+
+
+def test_failed_diagnosis_keeps_training(workspace, parts, monkeypatch) -> None:
+    from defectlab.errors import DefectlabError
+    from defectlab.web import diagnoses
+
+    def fail(*arguments) -> None:
+        raise DefectlabError("the dev images could not be read")
+
+    monkeypatch.setattr(diagnoses, "diagnose_trained_model", fail)
+    result = jobs._run_training(workspace, "parts", progress=lambda done, total, message: None, settings={"epochs": 1})
+
+    assert result["diagnosis"] is None
+    assert result["diagnosis_error"] == "the dev images could not be read"
+    with workspace.session() as session:
+        assert session.scalar(select(func.count(Model.id))) == 1

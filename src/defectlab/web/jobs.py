@@ -114,7 +114,12 @@ def _run_training(workspace: Workspace, project_name: str, *, progress: Progress
     result = train_project(workspace, project_name, overrides=settings or None, progress=progress,
                            on_epoch=on_epoch).to_dict()
     progress(0, 1, "Diagnosing the model on its dev images")
-    result["diagnosis"] = diagnose_trained_model(workspace, project_name, result)
+    try:
+        result["diagnosis"] = diagnose_trained_model(workspace, project_name, result)
+    except DefectlabError as error:
+        # The model is registered already, so the job succeeds and says why it has no diagnosis.
+        logger.warning("model %d of %s was trained but not diagnosed: %s", result["model_id"], project_name, error)
+        result["diagnosis"], result["diagnosis_error"] = None, str(error)
     progress(1, 1, "Done")
     return result
 

@@ -35,7 +35,8 @@ def start_training(project: str, workspace: WorkspaceParameter, account: Reviewe
     job's `progress` shows how far it is, with `loss_curves` once an epoch has ended; once it succeeded, its
     `result` has `model_id`, `threshold`, `counts`, `seconds`, the `settings` used, `loss_curves` and
     `diagnosis`: findings in plain words (`kind`, `message`, `details`) about thin classes, overfitting, classes
-    never predicted on the dev images and suspicious labels from the newest data check."""
+    never predicted on the dev images and suspicious labels from the newest data check (null, with
+    `diagnosis_error` saying why, when it could not be made)."""
     from defectlab.training.autotune import validate_overrides
 
     options = (body or TrainRequest()).model_dump(exclude_none=True)

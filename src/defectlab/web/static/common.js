@@ -141,9 +141,13 @@ export function ruleWords(rule) {
   return words;
 }
 
-// Draw a model's diagnosis: one statement per finding, with links to the images a finding names.
-export function diagnosisList(project, findings, id = "diagnosis") {
-  if (findings === null || findings === undefined) return h("p", { className: "muted", id }, "Not diagnosed: this model was trained outside a training job.");
+// Draw a model's diagnosis: one statement per finding, with links to the images a finding names. Without findings,
+// `reason` says why, when it is known.
+export function diagnosisList(project, findings, id = "diagnosis", reason = null) {
+  if (findings === null || findings === undefined) {
+    return h("p", { className: "muted", id }, reason ? `Not diagnosed: ${reason}`
+      : "Not diagnosed: the model was trained outside a training job, or its diagnosis failed.");
+  }
   if (!findings.length) return h("p", { className: "muted", id }, "Nothing to report: enough images per class, no sign of overfitting, every class predicted.");
   const base = `/projects/${encodeURIComponent(project)}/images`;
   return h("ul", { className: "diagnosis", id }, ...findings.map((finding) => h("li", { dataset: { kind: finding.kind } }, finding.message,

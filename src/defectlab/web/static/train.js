@@ -48,7 +48,7 @@ async function jobCard(job) {
   return h("div", { className: "card job succeeded", dataset: { id: job.id } }, heading,
     h("p", {}, `Model ${result.model_id} trained in ${Math.round(result.seconds)} s; threshold ${Number(result.threshold).toFixed(3)}. `,
       h("a", { href: `/projects/${encodeURIComponent(project)}/models/${result.model_id}` }, "Open its report")),
-    h("h4", {}, "Diagnosis"), diagnosisList(project, result.diagnosis, `diagnosis-${job.id}`),
+    h("h4", {}, "Diagnosis"), diagnosisList(project, result.diagnosis, `diagnosis-${job.id}`, result.diagnosis_error),
     lossSection(result.loss_curves, job.id),
     h("h4", {}, "Images per split"), countsTable(result.counts),
     h("details", {}, h("summary", {}, "Settings the auto-tuner chose"), settingsList(result.settings)));
