@@ -117,7 +117,7 @@ def _run_training(workspace: Workspace, project_name: str, *, progress: Progress
     try:
         result["diagnosis"] = diagnose_trained_model(workspace, project_name, result)
     except DefectlabError as error:
-        # The model is registered already, so the job succeeds and says why it has no diagnosis.
+        # The model is registered already, so the job succeeds and records why it has no diagnosis.
         logger.warning("model %d of %s was trained but not diagnosed: %s", result["model_id"], project_name, error)
         result["diagnosis"], result["diagnosis_error"] = None, str(error)
     progress(1, 1, "Done")

@@ -56,9 +56,10 @@ def read_training_settings() -> list[dict[str, Any]]:
 
 @router.get("/projects/{project}/models", summary="List a project's models, oldest first")
 def list_models(project: str, workspace: WorkspaceParameter) -> list[dict[str, Any]]:
-    """Return each model's `id`, `task`, `created_at`, `snapshot_id`, `threshold`, `class_names`, `evaluations`
-    and `loss_curves`: each loss per epoch, such as `train` and `dev` (empty for anomaly models, which have no
-    epochs), and `diagnosis`: the findings of its training job (null for a model trained outside one)."""
+    """Return each model's `id`, `task`, `created_at`, `snapshot_id`, `threshold`, `class_names`, `evaluations`,
+    `loss_curves` and `diagnosis`. The loss curves list each loss per epoch, such as `train` and `dev`; anomaly
+    models have none, because they train without epochs. The diagnosis contains the findings of the model's
+    training job and is null for a model trained outside one."""
     return summarize_models(workspace, project)
 
 

@@ -142,7 +142,7 @@ export function ruleWords(rule) {
 }
 
 // Draw a model's diagnosis: one statement per finding, with links to the images a finding names. Without findings,
-// `reason` says why, when it is known.
+// `reason` explains why, when it is known.
 export function diagnosisList(project, findings, id = "diagnosis", reason = null) {
   if (findings === null || findings === undefined) {
     return h("p", { className: "muted", id }, reason ? `Not diagnosed: ${reason}`
