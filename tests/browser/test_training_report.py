@@ -111,3 +111,4 @@ def test_report_overlays_anomaly_heatmap(page, cracks, shoot) -> None:
     expect(thumbs).to_have_count(2)
     expect(thumbs.first.locator("svg.overlay rect.heat").first).to_be_attached()
     shoot(page, "1-heatmaps")
+    expect(page.locator("#training")).to_contain_text("No loss curves: an anomaly model learns from good images")

@@ -87,6 +87,12 @@ const CURVE_WORDS = {
   background: "train loss: background", projection: "train loss: boxes",
 };
 
+// Explain why a model of the task `task` has no loss curves.
+export function noCurvesWords(task) {
+  return task === "anomaly" ? "No loss curves: an anomaly model learns from good images in one pass, without epochs."
+    : "No loss curves: this model was trained before loss curves were kept with models.";
+}
+
 // Draw loss curves ({name: [loss per epoch]}) with a legend; returns null when there are none.
 export function lossChart(curves, id = "loss-chart") {
   const names = Object.keys(curves || {}).filter((name) => curves[name].length);

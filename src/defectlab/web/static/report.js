@@ -3,7 +3,7 @@
 // A confusion-matrix cell or a score-histogram bar opens exactly its images, each one click away from the
 // labeling page, where a wrong label can be fixed.
 
-import { lineChart, legendFigure, lossChart, svg } from "./charts.js";
+import { lineChart, legendFigure, lossChart, noCurvesWords, svg } from "./charts.js";
 import { api, diagnosisList, drawHeader, h, pageParts, projectPath, showError, showMessage, thumbnailUrl } from "./common.js";
 
 const POLL_MS = 1000;
@@ -151,7 +151,7 @@ function trainingPart(model) {
   return h("section", { className: "card", id: "training" }, h("h3", {}, "Diagnosis when training ended"),
     diagnosisList(project, model.diagnosis),
     h("h3", {}, "Loss per epoch"),
-    chart || h("p", { className: "muted" }, "No loss curves: anomaly models learn from good images in one pass, without epochs."));
+    chart || h("p", { className: "muted" }, noCurvesWords(model.task)));
 }
 
 async function draw() {

@@ -3,7 +3,7 @@
 // Training runs as a job in a worker process, so the page only reads the job: a reload, or another
 // person's browser, shows the same progress.
 
-import { lossChart } from "./charts.js";
+import { lossChart, noCurvesWords } from "./charts.js";
 import { api, diagnosisList, drawHeader, h, pageParts, projectPath, showError, showMessage } from "./common.js";
 
 const POLL_MS = 1000;
@@ -49,14 +49,14 @@ async function jobCard(job) {
     h("p", {}, `Model ${result.model_id} trained in ${Math.round(result.seconds)} s; threshold ${Number(result.threshold).toFixed(3)}. `,
       h("a", { href: `/projects/${encodeURIComponent(project)}/models/${result.model_id}` }, "Open its report")),
     h("h4", {}, "Diagnosis"), diagnosisList(project, result.diagnosis, `diagnosis-${job.id}`, result.diagnosis_error),
-    lossSection(result.loss_curves, job.id),
+    lossSection(result, job.id),
     h("h4", {}, "Images per split"), countsTable(result.counts),
     h("details", {}, h("summary", {}, "Settings the auto-tuner chose"), settingsList(result.settings)));
 }
 
-function lossSection(curves, jobId) {
-  const chart = lossChart(curves, `loss-chart-${jobId}`);
-  if (!chart) return h("p", { className: "muted" }, "This model has no loss curves: an anomaly model learns from good images in one pass, without epochs.");
+function lossSection(result, jobId) {
+  const chart = lossChart(result.loss_curves, `loss-chart-${jobId}`);
+  if (!chart) return h("p", { className: "muted" }, noCurvesWords(result.task));
   return h("div", {}, h("h4", {}, "Loss per epoch"), chart,
     h("small", { className: "muted" }, "Lower is better. Train loss should fall; dev loss, measured on images the model does not learn from, "
       + "should fall with it. Dev loss that rises while train loss falls means the model learns the training images by heart."));
