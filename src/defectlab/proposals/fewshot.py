@@ -1,13 +1,13 @@
 """Few-shot proposals: labels for unlabeled images from a handful of labeled ones, in seconds.
 
-The frozen EfficientNet-Lite0 turns every image and its mirror image into
-patch features once (``extract_patch_features``). The workspace's feature cache
+The frozen EfficientNet-Lite0 turns every image and its three flipped copies
+into patch features once (``extract_patch_features``). The workspace's feature cache
 keeps them, so the next round of proposals extracts only the new images. Then:
 
-* with labeled images of two classes or more, a patch head
-  (``fit_patch_head``, the classifier's head without its fine-tuning) trains on
-  the labeled images in a few seconds and gives every unlabeled image its class
-  probabilities. Those assume the class shares of the labeled images. But people
+* with labeled images of two classes or more, ``HEADS`` patch heads
+  (``fit_patch_head``, the classifier's head without its fine-tuning) train on
+  the labeled images in a few seconds each, from different seeds, and their mean
+  gives every unlabeled image its class probabilities. Those assume the class shares of the labeled images. But people
   label a few of each class, while most unlabeled parts are good. So the shares
   of the unlabeled images are estimated from the probabilities themselves, and
   the probabilities are adjusted to them (``adjust_to_pool``). The proposal is
@@ -37,16 +37,27 @@ from defectlab.models.efficientnet import load_efficientnet_lite0
 from defectlab.models.preprocess import to_batch
 from defectlab.training.patches import extract_patch_features, fit_patch_head, patch_probabilities, transform_copy
 
-__all__ = ["COPIES", "EPOCHS", "MIN_POOL", "FeatureCache", "Guess", "adjust_to_pool", "guess_by_distance",
+__all__ = ["COPIES", "EPOCHS", "HEADS", "MIN_POOL", "FeatureCache", "Guess", "adjust_to_pool", "guess_by_distance",
            "guess_classes", "patch_features"]
 
 logger = logging.getLogger(__name__)
 
-COPIES = ("identity", "horizontal_flip")
-"""Copies of each image whose features are kept: training samples one per step, proposals average both."""
+COPIES = ("identity", "horizontal_flip", "vertical_flip", "rotate_180")
+"""Copies of each image whose features are kept: training samples one per step, proposals average all four.
+
+With 20 labeled images per magnetic-tile class, four copies were right on 0.889 of
+the other images on average over three random choices of the labeled images, and
+two copies (identity and mirror image) on 0.878 (0.838 to 0.907)."""
 
 EPOCHS = 60
 """Passes of the patch head over the labeled images; a few seconds for a few hundred images."""
+
+HEADS = 3
+"""Patch heads trained from different seeds, whose probabilities are averaged.
+
+With 20 labeled images per magnetic-tile class, one head (two copies) was right on 0.878
+of the other images and three heads on 0.896, averaged over three random choices of
+the labeled images. With four copies, three heads were right on 0.904 for the first choice."""
 
 MIN_POOL = 20
 """Unlabeled images needed before their class shares are estimated; fewer give too noisy an estimate."""
@@ -63,7 +74,7 @@ class Guess:
 
 
 class FeatureCache:
-    """Patch features on disk, one file per image content and preprocessing, so proposals reuse them.
+    """Patch features on disk, one file per image content, preprocessing and set of copies, so proposals reuse them.
 
     Args:
         folder: Where the files go; created when first needed.
@@ -73,7 +84,7 @@ class FeatureCache:
         self.folder = Path(folder)
 
     def path(self, sha256: str, preprocessing: Preprocessing) -> Path:
-        settings = json.dumps(preprocessing.to_dict(), sort_keys=True).encode("utf-8")
+        settings = json.dumps({**preprocessing.to_dict(), "copies": list(COPIES)}, sort_keys=True).encode("utf-8")
         return self.folder / f"{sha256}-{hashlib.sha256(settings).hexdigest()[:16]}.pt"
 
     def get(self, sha256: str, preprocessing: Preprocessing) -> torch.Tensor | None:
@@ -150,8 +161,12 @@ def guess_classes(labeled: Sequence[torch.Tensor], labels: Sequence[str], unlabe
                                 f"all {present or 'of no class'}. Label a few images of another class")
     index = {name: position for position, name in enumerate(present)}
     given = np.array([index[label] for label in labels])
-    head = fit_patch_head(labeled, given, present, epochs=EPOCHS, seed=seed)
-    probabilities = patch_probabilities(head, unlabeled) if len(unlabeled[0]) else np.zeros((0, len(present)))
+    if not len(unlabeled[0]):
+        return []
+    probabilities = np.zeros((len(unlabeled[0]), len(present)))
+    for member in range(HEADS):
+        head = fit_patch_head(labeled, given, present, epochs=EPOCHS, seed=seed * HEADS + member)
+        probabilities += patch_probabilities(head, unlabeled) / HEADS
     if len(probabilities) >= MIN_POOL:
         shares = np.bincount(given, minlength=len(present)) / len(given)
         probabilities = adjust_to_pool(probabilities, shares)
