@@ -314,7 +314,7 @@ def test_train_and_watch_progress(page, server, shoot, tmp_path) -> None:
     generator = np.random.default_rng(1)
     for number in range(10):
         Image.fromarray(generator.integers(100, 140, (32, 32), dtype=np.uint8)).save(folder / f"{number}.png")
-    server.workspace.create_project("tiles", "anomaly")
+    server.workspace.create_project("tiles", "anomaly", ["scratch"])
     import_path(server.workspace, "tiles", folder.parent)
 
     page.goto("/projects/tiles/train")
@@ -350,7 +350,16 @@ def test_train_and_watch_progress(page, server, shoot, tmp_path) -> None:
     shoot(page, "3-report")
     page.locator("#chosen-images .thumb a").first.click()
     page.wait_for_url(re.compile(r"/projects/tiles/images/\d+$"))
-    expect(page.locator("#label-state")).to_be_visible()
+    expect(page.locator("#label-state")).to_have_text("No defect")
+
+    image_id = int(page.url.rsplit("/", 1)[1])
+    page.click("button[data-class=scratch]")
+    page.keyboard.press("Control+s")
+    expect(page.locator("#version")).to_have_text("Version 2")
+    shoot(page, "4-relabeled")
+    relabeled = read_annotations(server.workspace, "tiles", image_id)
+    assert relabeled["class"] == "scratch"
+    assert relabeled["regions"] == []
 
 
 def test_image_class_by_keyboard(page, server, tmp_path) -> None:
