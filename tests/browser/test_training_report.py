@@ -43,7 +43,7 @@ def test_running_job_draws_live_curves(page, server, spots, shoot) -> None:
     # recorded here, with this test process as its worker, and ended once the page has drawn it.
     curves = {"train": [0.9, 0.6, 0.4], "dev": [1.0, 0.7, 0.65]}
     state = {"project": spots, "options": {}, "pid": os.getpid(), "host": socket.gethostname(),
-             "progress": {"done": 3, "total": 30, "message": "Training", "loss_curves": curves}}
+             "progress": {"done": 3, "total": 30, "message": "Training", "seconds": 4.2, "loss_curves": curves}}
     with server.workspace.session() as session:
         project_id = server.workspace.get_project(session, spots).id
         job = Job(project_id=project_id, kind="train", status="running", message=json.dumps(state))
@@ -55,6 +55,7 @@ def test_running_job_draws_live_curves(page, server, spots, shoot) -> None:
     running = page.locator(f".job.running[data-id='{job_id}'] svg.chart")
     expect(running.locator("path[data-name=train]")).to_have_count(1)
     expect(running.locator("path[data-name=dev]")).to_have_count(1)
+    expect(page.locator(f".job.running[data-id='{job_id}']")).to_contain_text("3 of 30")
     shoot(page, "1-live-curves")
     with server.workspace.session() as session:
         session.execute(delete(Job).where(Job.id == job_id))
