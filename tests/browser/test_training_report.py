@@ -1,5 +1,8 @@
-"""Training and the model report in the browser: loss curves while the model trains, when it is done, and on
-its report; the diagnosis; the precision-recall curve; label, prediction and heatmap drawn over the images."""
+"""Training and the model report in the browser.
+
+The tests cover loss curves while a model trains, when it is done and on its report, the diagnosis, the
+precision-recall curve, and the label, prediction and heatmap drawn over the report's images.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Tokens: secrets that stand for a user, for a browser's sign-in session or for a script.
+"""Tokens: secrets that act for a user, for a browser's sign-in session or for a script.
 
-A secret is shown once, when it is issued; the workspace keeps only its
+A secret is shown once, when it is issued. The workspace keeps only its
 SHA-256 digest, so a copy of the database does not give anyone access.
 """
 
