@@ -331,6 +331,9 @@ def write_page(results: dict[str, Any]) -> None:
             f"{tiles['load_average_after'][0]} after); prediction {tiles['prediction_ms_per_image']} ms per image.",
             "",
         ]
+        if "command" in tiles:
+            lines += [f"These figures come from an earlier run, `{tiles['command']}`. {tiles.get('machine_note', '')}",
+                      ""]
     lines += results.get("notes", [])
     RESULTS_PAGE.write_text("\n".join(lines).rstrip() + "\n")
 
