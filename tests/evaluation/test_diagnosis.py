@@ -115,6 +115,15 @@ def test_suspicious_labels_still_open() -> None:
     assert "dent/1.png (labeled dent, looks like ok); ok/3.png (labeled ok, looks like dent)" in finding.message
 
 
+def test_suspicious_region_names_problem() -> None:
+    flagged = [{"image_id": 4, "path": "boxes/4.png", "label": "ok", "problem": "missing_box", "given": "no box",
+                "suggested": "dent box"}]
+
+    (finding,) = find_open_suspicious_labels(flagged, {4: "ok"})
+
+    assert "boxes/4.png (missing box: no box given, dent box suggested)" in finding.message
+
+
 def test_suspicious_labels_all_resolved() -> None:
     current = {1: "ok", 2: "dent"}  # image 3 has left the project
 

@@ -179,8 +179,7 @@ def find_open_suspicious_labels(flagged: Sequence[Mapping[str, Any]], current_la
     if not open_issues:
         return []
 
-    listed = "; ".join(f"{issue['path']} (labeled {issue['label']}, looks like {issue['suggested']})"
-                       for issue in open_issues[:_LISTED_PATHS])
+    listed = "; ".join(f"{issue['path']} ({_flagged_words(issue)})" for issue in open_issues[:_LISTED_PATHS])
     more = f" and {len(open_issues) - _LISTED_PATHS} more" if len(open_issues) > _LISTED_PATHS else ""
     when = f" of {checked_at.replace('T', ' ')[:16]} UTC" if checked_at else ""
     count = len(open_issues)
@@ -189,6 +188,14 @@ def find_open_suspicious_labels(flagged: Sequence[Mapping[str, Any]], current_la
                "the wrong thing; open these images and relabel them or confirm the label.")
     return [Finding("suspicious_labels", message,
                     {"image_ids": [int(issue["image_id"]) for issue in open_issues]})]
+
+
+def _flagged_words(issue: Mapping[str, Any]) -> str:
+    """Return what the check flagged: the image's class, or for a region the problem and what was given there."""
+    if "problem" in issue:
+        # NOTE: a region issue stays open while the image's class is unchanged, even after its box is redrawn.
+        return f"{issue['problem'].replace('_', ' ')}: {issue['given']} given, {issue['suggested']} suggested"
+    return f"labeled {issue['label']}, looks like {issue['suggested']}"
 
 
 def diagnose(*, task: str, counts: Mapping[str, Mapping[str, int]],

@@ -6,6 +6,10 @@
   image has the label given, the label suggested and a score (1 - label quality).
   Classes with fewer than 5 labeled images cannot be cross-validated and are
   left out of this search. The report's notes name them.
+- Suspicious labels (segmentation and detection): out-of-fold segmenters or
+  detectors (3 folds), then ``cleanlab.segmentation`` or
+  ``cleanlab.object_detection``, as ``defectlab.quality.region_labels``
+  describes. Each issue adds what is probably wrong (``problem``) and where (``box``).
 - Outliers (every task type, labeled or not): images unlike the rest of the
   project, such as another part or another camera, found from pretrained
   backbone features as ``defectlab.quality.outliers`` describes.
@@ -46,6 +50,7 @@ from defectlab.quality.outliers import (
     get_outlier_scores,
     image_features,
 )
+from defectlab.quality.region_labels import find_suspicious_regions
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Image
 
@@ -121,6 +126,10 @@ def check_project(workspace: Workspace, project_name: str, *, labels: bool = Tru
     if labels and task == "classification":
         notes += _label_search_notes(items)
         issues += _suspicious_labels(items, pixels)
+    elif labels and task in ("segmentation", "detection"):
+        region_issues, region_notes = find_suspicious_regions(workspace, project_name)
+        issues += region_issues
+        notes += region_notes
     notes += _outlier_search_notes(items)
     issues += _outliers(items, pixels)
     issues += [*_duplicates(items, prints), *_imaging(items, [stats for _, _, stats in prints]),
