@@ -20,7 +20,9 @@ project: AUROC of the score (1 - label quality) for planted against clean
 images, the share of planted images among the first N flagged images (N = the
 number planted), how many planted images were flagged at all and with which
 problem, and the seconds the search took. Results go to
-``benchmarks/results.json`` under ``"region label check"`` (other keys are kept).
+``benchmarks/results.json`` under ``"region label check"``, one entry per
+project type, so ``--tasks detection`` and ``--tasks segmentation`` may run
+separately. Other keys are kept.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -154,7 +157,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     figures: dict[str, Any] = {
-        "command": "PYTHONPATH=src python benchmarks/region_check.py",
+        "command": "PYTHONPATH=src python benchmarks/region_check.py [--tasks detection|segmentation]",
         "date": date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__},
@@ -166,14 +169,18 @@ def main() -> None:
         try:
             for task in arguments.tasks:
                 figures[task] = measure(workspace, task, np.random.default_rng(SEED))
+                figures[task]["command"] = " ".join(["PYTHONPATH=src python benchmarks/region_check.py",
+                                                     *sys.argv[1:]])
                 logger.info("%s: %s", task, figures[task])
         finally:
             workspace.close()
 
+    # Read again: another run (such as one per task) may have written the file in the meantime.
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    results[RESULTS_KEY] = figures
+    merged = {**results.get(RESULTS_KEY, {}), **figures}
+    results[RESULTS_KEY] = merged
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    print(json.dumps(merged, indent=2))
 
 
 if __name__ == "__main__":

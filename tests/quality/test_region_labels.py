@@ -12,7 +12,12 @@ from PIL import Image
 
 from defectlab.data.importer import import_path
 from defectlab.errors import InvalidInputError
-from defectlab.quality.box_labels import score_box_labels, to_cleanlab_boxes
+from defectlab.quality.box_labels import (
+    ScoreScale,
+    choose_sure_score,
+    score_box_labels,
+    to_cleanlab_boxes,
+)
 from defectlab.quality.check import check_project
 from defectlab.quality.mask_labels import choose_grid, grid_labels, score_mask_labels
 from defectlab.quality.region_labels import assign_folds, find_suspicious_regions
@@ -195,6 +200,47 @@ def test_cleanlab_boxes_converted() -> None:
     assert predictions[0][0].tolist() == [[20.0, 20.0, 30.0, 26.0, 0.97]]
     assert predictions[0][1].tolist() == [[40.0, 40.0, 50.0, 50.0, 0.9], [1.5, 2.0, 11.0, 12.5, 0.6]]
     assert [array.shape for array in predictions[1]] == [(0, 5), (0, 5)]
+
+
+def test_cleanlab_boxes_rescaled() -> None:
+    # Sure score 0.8: knots (0, 0), (0.5, 0.5), (0.8, 0.95), (1, 1).
+    scale = ScoreScale.from_sure_score(0.8)
+    predicted = [[{"class": "spot", "box": [0.0, 0.0, 4.0, 4.0], "score": score} for score in (0.9, 0.8, 0.65, 0.3)]]
+
+    _, predictions = to_cleanlab_boxes([[]], predicted, ["ok", "spot"], scale=scale)
+
+    assert predictions[0][0][:, 4] == pytest.approx([0.975, 0.95, 0.725, 0.3])
+    assert scale.to_score(0.725) == pytest.approx(0.65)
+
+
+@pytest.mark.parametrize(
+    ("sure", "scores", "probabilities"),
+    [
+        (None, (0.0, 1.0), (0.0, 1.0)),
+        (0.97, (0.0, 1.0), (0.0, 1.0)),
+        (0.38, (0.0, 0.2, 0.38, 1.0), (0.0, 0.5, 0.95, 1.0)),
+    ],
+)
+def test_score_scale_knots(sure, scores, probabilities) -> None:
+    scale = ScoreScale.from_sure_score(sure)
+
+    assert scale.scores == pytest.approx(scores)
+    assert scale.probabilities == pytest.approx(probabilities)
+
+
+def test_sure_score_counts_matched_boxes() -> None:
+    class_names = ["ok", "hole", "spot"]
+    truths = [[(2, 0.0, 0.0, 10.0, 10.0)], [(2, 0.0, 0.0, 10.0, 10.0)], [(1, 0.0, 0.0, 10.0, 10.0)], []]
+    predicted = [
+        [{"class": "spot", "box": [0.0, 0.0, 10.0, 10.0], "score": 0.9}],
+        [{"class": "spot", "box": [1.0, 0.0, 10.0, 10.0], "score": 0.7}],
+        [{"class": "spot", "box": [0.0, 0.0, 10.0, 10.0], "score": 0.99}],  # another class: no match
+        [{"class": "spot", "box": [0.0, 0.0, 10.0, 10.0], "score": 0.2}],  # nothing labeled: no match
+    ]
+
+    # The matched scores are 0.9 and 0.7; their 0.25 quantile is 0.7 + 0.25 * 0.2.
+    assert choose_sure_score(truths, predicted, class_names) == pytest.approx(0.75)
+    assert choose_sure_score(truths[3:], predicted[3:], class_names) is None
 
 
 def test_cleanlab_boxes_avoid_three_part_reading() -> None:

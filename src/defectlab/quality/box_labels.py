@@ -112,7 +112,7 @@ class ScoreScale:
         """
         if sure is None or sure >= _SURE_PROBABILITY:
             return cls((0.0, 1.0), (0.0, 1.0))
-        low = min(_LOW_PROBABILITY, sure * _LOW_PROBABILITY / _SURE_PROBABILITY)
+        low = _LOW_PROBABILITY if sure > _LOW_PROBABILITY else sure * _LOW_PROBABILITY / _SURE_PROBABILITY
         return cls((0.0, low, sure, 1.0), (0.0, _LOW_PROBABILITY, _SURE_PROBABILITY, 1.0))
 
     def to_probability(self, score: float) -> float:
@@ -330,7 +330,7 @@ def _issue(image: SnapshotImage, label: dict[str, np.ndarray], prediction: list[
     predicted = [(k, values) for k, rows in enumerate(prediction) for values in rows]
     if kind == "overlooked":
         class_index, values = predicted[index]
-        misplaced = _unmatched_box(label, prediction, class_index)
+        misplaced = _unmatched_box(label, prediction, class_index, scale.to_score(_LOW_PROBABILITY))
         if misplaced is None:
             return _missing(image, quality, box_classes[class_index], values)
         return _misplaced(image, quality, box_classes[class_index], label["bboxes"][misplaced], values)
@@ -354,10 +354,15 @@ def _worst_box(overlooked: np.ndarray, swap: np.ndarray, badloc: np.ndarray) -> 
     return kind, index
 
 
-def _unmatched_box(label: dict[str, np.ndarray], prediction: list[np.ndarray], class_index: int) -> int | None:
-    """Return the labeled box of a class that overlaps no predicted box of that class, or None."""
+def _unmatched_box(label: dict[str, np.ndarray], prediction: list[np.ndarray], class_index: int,
+                   low: float) -> int | None:
+    """Return a labeled box of a class that no predicted box of that class scoring above ``low`` overlaps, or None.
+
+    cleanlab ignores the boxes at or below ``low`` when it judges placement, so they do not count here either.
+    """
+    candidates = [values for values in prediction[class_index] if values[4] > low]
     for index in np.flatnonzero(label["labels"] == class_index):
-        if not any(_iou(label["bboxes"][index], values[:4]) > 0 for values in prediction[class_index]):
+        if not any(_iou(label["bboxes"][index], values[:4]) > 0 for values in candidates):
             return int(index)
     return None
 
@@ -414,8 +419,9 @@ def _misplaced(image: SnapshotImage, quality: float, given: str, box: np.ndarray
         return region_issue(image, quality, problem="badly_placed", box=box, given=given, suggested="no box",
                             detail=detail, action="redraw or remove the box, or confirm it")
     overlap = _iou(box, match[:4])
-    detail = (f"the {given} box at {describe_box(box)} overlaps the {given} that the detectors of the other folds "
-              f"find at {describe_box(match[:4])} by IoU {overlap:.2f}")
+    relation = f"overlaps by IoU {overlap:.2f}" if overlap > 0 else "does not overlap"
+    detail = (f"the {given} box at {describe_box(box)} {relation} the {given} that the detectors of the other "
+              f"folds find at {describe_box(match[:4])}")
     return region_issue(image, quality, problem="badly_placed", box=box, given=given,
                         suggested=f"{given} box at {describe_box(match[:4])}", detail=detail,
                         action="redraw the box around the defect, or confirm it",
