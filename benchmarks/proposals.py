@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=src .venv/bin/python benchmarks/proposals.py
+    PYTHONPATH=src .venv/bin/python benchmarks/proposals.py [--only right-share|reviewing]
 
 The magnetic-tile images are imported into a fresh workspace with their class
 labels, which serve as the truth. Then, through the product's own functions:
@@ -13,19 +13,25 @@ labels, which serve as the truth. Then, through the product's own functions:
    each. The share of proposals equal to the truth is measured overall and per class.
 2. **Reviewing time.** A simulated reviewer labels the whole set. Without
    proposals every image costs 10 s. With proposals, 5 images per class are
-   first labeled by hand (10 s each); then, in rounds, proposals are made from
-   the labels so far and the reviewer settles the next ``ROUND`` open proposals,
-   least confident first, through ``review_proposal``: a right proposal is
-   accepted (1 s), a wrong one corrected (10 s), and a blind check is labeled by
-   hand (10 s).
+   first labeled by hand (10 s each) and proposals are made from them. The
+   reviewer then settles the open proposals one at a time, least confident
+   first, through ``review_proposal``: a right proposal is accepted (1 s), a
+   wrong one corrected (10 s), and a blind check is labeled by hand (10 s).
+   Whenever ``refresh_due`` says so after a review, proposals are made again
+   from the labels so far, as the review page's server does.
 
 Proposal timings include feature extraction in the first round only: later
 rounds reuse the workspace's feature cache, as the product does. The figures go
 to ``benchmarks/results.json`` under "proposals".
+
+NOTE: the simulated reviewer waits for each new run of proposals. On the review
+page the reviewer goes on with the current proposals while the job runs, so a
+few reviews per run use older proposals than here.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -40,7 +46,7 @@ from sqlalchemy import select
 
 from defectlab.data.importer import import_path
 from defectlab.data.snapshot import image_label
-from defectlab.proposals import make_proposals, next_proposal, review_proposal
+from defectlab.proposals import make_proposals, next_proposal, refresh_due, review_proposal
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, Image, Proposal
 
@@ -52,27 +58,36 @@ SEED = 0
 LABELED_PER_CLASS = (5, 20, 50)
 ACCEPT_SECONDS = 1.0
 CORRECT_SECONDS = 10.0
-ROUND = 100
-"""Proposals a simulated reviewer settles before the next round of proposals."""
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["right-share", "reviewing"],
+                        help="measure one part and keep the other's figures from results.json")
+    only = parser.parse_args(argv).only
     if not SOURCE.is_dir():
         sys.exit(f"{SOURCE} is missing; this benchmark needs the magnetic-tile dataset")
     torch.set_num_threads(2)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    figures = dict(results.get("proposals", {}))
     folder = Path(tempfile.mkdtemp(prefix="defectlab-proposals-"))
     try:
         workspace = Workspace.open(folder / "workspace")
         workspace.create_project(PROJECT, "classification", [])
         import_path(workspace, PROJECT, SOURCE)
         truth = _truth(workspace)
-        right = {str(count): _right_share(workspace, truth, count) for count in LABELED_PER_CLASS}
-        reviewing = _simulate_review(workspace, truth)
+        if only != "reviewing":
+            figures["right_share_by_labels_per_class"] = {
+                str(count): _right_share(workspace, truth, count) for count in LABELED_PER_CLASS}
+        if only != "right-share":
+            figures["reviewing"] = _simulate_review(workspace, truth)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    figures = {"command": "PYTHONPATH=src .venv/bin/python benchmarks/proposals.py", "images": len(truth),
-               "right_share_by_labels_per_class": right, "reviewing": reviewing}
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    command = " ".join(["PYTHONPATH=src .venv/bin/python benchmarks/proposals.py", *(argv or sys.argv[1:])])
+    previous = figures.pop("command", None)
+    commands = figures.setdefault("commands", {"right-share": previous, "reviewing": previous})
+    commands.update({part: command for part in ("right-share", "reviewing") if only in (None, part)})
+    figures["images"] = len(truth)
     results["proposals"] = figures
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
@@ -129,34 +144,35 @@ def _simulate_review(workspace: Workspace, truth: dict[int, str]) -> dict[str, o
     kept = _keep_labels(workspace, truth, LABELED_PER_CLASS[0])
     seconds = CORRECT_SECONDS * len(kept)
     counts = Counter({"by hand": len(kept)})
-    rounds, started = 0, time.perf_counter()
-    while True:
-        make_proposals(workspace, PROJECT, source="features", seed=SEED + rounds)
-        rounds += 1
-        settled = 0
-        while settled < ROUND:
-            proposal = next_proposal(workspace, PROJECT)
-            if proposal is None:
-                break
-            true = truth[proposal["image_id"]]
-            if proposal["blind"]:
-                action, cost, outcome = "correct", CORRECT_SECONDS, "blind check"
-            elif proposal["label"] == true:
-                action, cost, outcome = "accept", ACCEPT_SECONDS, "accepted"
-            else:
-                action, cost, outcome = "correct", CORRECT_SECONDS, "corrected"
-            review_proposal(workspace, PROJECT, proposal["id"], reviewer="simulated", action=action,
-                            class_name=None if action == "accept" else true)
-            seconds += cost
-            counts[outcome] += 1
-            settled += 1
-        if settled < ROUND:
-            break
+    rounds: list[dict[str, int]] = []
+    started = time.perf_counter()
+    make_proposals(workspace, PROJECT, source="features", seed=SEED)
+    rounds.append(Counter())
+    while (proposal := next_proposal(workspace, PROJECT)) is not None:
+        true = truth[proposal["image_id"]]
+        if proposal["blind"]:
+            action, cost, outcome = "correct", CORRECT_SECONDS, "blind check"
+        elif proposal["label"] == true:
+            action, cost, outcome = "accept", ACCEPT_SECONDS, "accepted"
+        else:
+            action, cost, outcome = "correct", CORRECT_SECONDS, "corrected"
+        review_proposal(workspace, PROJECT, proposal["id"], reviewer="simulated", action=action,
+                        class_name=None if action == "accept" else true)
+        seconds += cost
+        counts[outcome] += 1
+        rounds[-1][outcome] += 1
+        due = refresh_due(workspace, PROJECT)
+        if due is not None:
+            make_proposals(workspace, PROJECT, source=due["source"], blind_share=due["blind_share"],
+                           seed=SEED + len(rounds))
+            print(f"round {len(rounds)}: {dict(rounds[-1])}; proposing again from {due['labeled_images']} labels",
+                  flush=True)
+            rounds.append(Counter())
     without = CORRECT_SECONDS * len(truth)
     print(f"reviewing: {seconds:.0f} s with proposals against {without:.0f} s without ({seconds / without:.3f})",
           flush=True)
     return {"seconds_with_proposals": seconds, "seconds_without": without, "ratio": round(seconds / without, 4),
-            "outcomes": dict(counts), "rounds": rounds, "round_size": ROUND,
+            "outcomes": dict(counts), "rounds": [dict(outcomes) for outcomes in rounds],
             "wall_seconds": round(time.perf_counter() - started, 1)}
 
 

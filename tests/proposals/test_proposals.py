@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,7 +19,15 @@ from defectlab.data.annotations import save_annotations
 from defectlab.data.importer import import_path
 from defectlab.data.labels import list_images, set_image_class
 from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
-from defectlab.proposals import list_proposals, make_proposals, next_proposal, proposal_report, review_proposal
+from defectlab.proposals import (
+    list_proposals,
+    make_proposals,
+    next_proposal,
+    proposal_report,
+    refresh_due,
+    review_proposal,
+)
+from defectlab.proposals.refresh import MIN_NEW_LABELS, REFRESH_GROWTH
 from defectlab.samples import draw_part
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Proposal
@@ -236,8 +248,72 @@ def test_proposing_again_keeps_reviewed(copy) -> None:
 
     assert summary["proposed"] == 3 * UNLABELED - 1
     every = list_proposals(copy, "parts", status=None)
-    assert len(every) == 3 * UNLABELED
     assert [row["status"] for row in every if row["id"] == first["id"]] == ["accepted"]
+    assert sum(row["status"] == "open" for row in every) == 3 * UNLABELED - 1
+    assert sum(row["status"] == "replaced" for row in every) == 3 * UNLABELED - 1
+    assert len(every) == 1 + 2 * (3 * UNLABELED - 1)
+
+
+def test_replaced_proposal_cannot_be_reviewed(copy) -> None:
+    old = shown_proposal(copy)
+    make_proposals(copy, "parts", source="features", seed=4)
+
+    with pytest.raises(ConflictError, match="replaced by a newer proposal"):
+        review_proposal(copy, "parts", old["id"], reviewer="ann", action="accept")
+    assert label_of(copy, old["image_id"]) is None
+    assert proposal_report(copy, "parts")["by_status"]["replaced"] == 3 * UNLABELED
+
+
+def test_run_records_what_it_learned_from(proposed, copy) -> None:
+    with copy.session() as session:
+        stored = session.scalars(select(Proposal)).all()
+
+    assert {proposal.labeled_images for proposal in stored} == {3 * LABELED}
+    assert {proposal.blind_share for proposal in stored} == {0.25}
+
+
+def review_truthfully(workspace: Workspace, count: int) -> None:
+    """Settle the next ``count`` open proposals as a reviewer who labels each image with its folder's class."""
+    for _ in range(count):
+        proposal = next_proposal(workspace, "parts")
+        true = Path(proposal["path"]).parent.name
+        action = "accept" if proposal["label"] == true else "correct"
+        review_proposal(workspace, "parts", proposal["id"], reviewer="ann", action=action,
+                        class_name=None if action == "accept" else true)
+
+
+def test_refresh_due_after_enough_new_labels(copy) -> None:
+    needed = max(MIN_NEW_LABELS, math.ceil(REFRESH_GROWTH * 3 * LABELED))
+    assert needed < 3 * UNLABELED
+
+    review_truthfully(copy, needed - 1)
+    assert refresh_due(copy, "parts") is None
+
+    review_truthfully(copy, 1)
+    due = refresh_due(copy, "parts")
+    assert due == {"source": "features", "blind_share": 0.25, "labeled_images": 3 * LABELED + needed,
+                   "learned_from": 3 * LABELED}
+
+    make_proposals(copy, "parts", source=due["source"], blind_share=due["blind_share"])
+    assert refresh_due(copy, "parts") is None
+
+
+@pytest.mark.parametrize(("source", "learned_from"), [("model 1", 0), ("features", None)])
+def test_refresh_never_due_for_model_or_unknown(copy, source, learned_from) -> None:
+    with copy.session() as session:
+        for proposal in session.scalars(select(Proposal)).all():
+            proposal.source, proposal.labeled_images = source, learned_from
+
+    review_truthfully(copy, 3 * UNLABELED - 1)
+
+    assert refresh_due(copy, "parts") is None
+
+
+def test_refresh_needs_open_proposals(copy) -> None:
+    review_truthfully(copy, 3 * UNLABELED)
+
+    assert next_proposal(copy, "parts") is None
+    assert refresh_due(copy, "parts") is None
 
 
 def test_report_counts_right_shares(copy) -> None:
@@ -259,7 +335,7 @@ def test_report_counts_right_shares(copy) -> None:
     assert report["reviewed"] == 6
     assert report["open"] == 3 * UNLABELED - 6
     assert report["by_status"] == {"open": 3 * UNLABELED - 6, "accepted": 3, "corrected": 2, "rejected": 1,
-                                   "superseded": 0}
+                                   "superseded": 0, "replaced": 0}
     assert report["blind"] == {"checks": 2, "agree": 0.5}
     # Shown: 2 accepted of 4 (the rejected one counts as shown and not accepted).
     assert report["accepted_share"] == 0.5
@@ -363,3 +439,21 @@ def test_anomaly_project_proposes_from_good_images(tmp_path: Path, workspace) ->
     assert set(proposed.values()) <= {"ok", "spot"}
     # A spot (a disc of radius 4 to 8 px) is the least familiar patch of its image, so one miss at most.
     assert sum(proposed[row["id"]] == "spot" for row in spots) >= len(spots) - 1
+
+
+def test_cli_review_tells_when_refresh_due(copy) -> None:
+    needed = max(MIN_NEW_LABELS, math.ceil(REFRESH_GROWTH * 3 * LABELED))
+    review_truthfully(copy, needed - 1)
+    proposal = next_proposal(copy, "parts")
+    source = Path(__file__).resolve().parents[2] / "src"
+    environment = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "defectlab", "--workspace", str(copy.root), "proposals", "correct", "parts",
+         str(proposal["id"]), "--class", Path(proposal["path"]).parent.name, "--reviewer", "ann"],
+        capture_output=True, text=True, env=environment, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    assert (f"{3 * LABELED + needed} images are labeled now, against {3 * LABELED} when the open proposals "
+            "were made") in result.stdout
+    assert "defectlab propose parts --from features --blind-share 0.25" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from defectlab.data.annotations import save_annotations
 from defectlab.data.labels import list_images
+from defectlab.proposals import refresh
 
 UNLABELED = 6
 
@@ -89,3 +90,34 @@ def test_next_and_invalid_requests(api, workspace, parts, ended_job) -> None:
     job = ended_job(unknown.json()["id"])
     assert job["status"] == "failed"
     assert "source 'magic' is invalid" in job["error"]
+
+
+def test_review_starts_refresh_when_due(api, workspace, parts, ended_job, monkeypatch) -> None:
+    # 6 labeled images and REFRESH_GROWTH of a half: new proposals are due after 3 reviews, at this minimum.
+    monkeypatch.setattr(refresh, "MIN_NEW_LABELS", 3)
+    unlabel_some(workspace)
+    propose(api, ended_job)
+    first, second, third = api.get("/api/projects/parts/proposals").json()[:3]
+    for proposal in (first, second):
+        quiet = api.post(f"/api/projects/parts/proposals/{proposal['id']}/review",
+                         json={"action": "correct", "class": "ok"})
+        assert quiet.status_code == 200
+        assert quiet.json()["refresh_job"] is None
+
+    reviewed = api.post(f"/api/projects/parts/proposals/{third['id']}/review",
+                        json={"action": "correct", "class": "dent"})
+
+    assert reviewed.status_code == 200
+    job_id = reviewed.json()["refresh_job"]
+    assert isinstance(job_id, int)
+    job = ended_job(job_id)
+    assert job["kind"] == "propose"
+    assert job["status"] == "succeeded", job
+    assert job["options"] == {"source": "features", "blind_share": 0.5}
+    assert job["result"]["proposed"] == UNLABELED - 3
+    listed = api.get("/api/projects/parts/proposals?status=all").json()
+    assert sum(row["status"] == "replaced" for row in listed) == UNLABELED - 3
+    stale = next(row for row in listed if row["status"] == "replaced")
+    late = api.post(f"/api/projects/parts/proposals/{stale['id']}/review", json={"action": "reject"})
+    assert late.status_code == 409
+    assert "replaced by a newer proposal" in late.json()["error"]

@@ -132,15 +132,21 @@ def report(
 
 
 def _review(project: str, proposal: int, reviewer: str | None, action: str, class_name: str | None) -> None:
-    from defectlab.proposals import review_proposal
+    from defectlab.proposals import refresh_due, review_proposal
 
-    row = review_proposal(open_workspace(), project, proposal, reviewer=reviewer or login_name(), action=action,
+    workspace = open_workspace()
+    row = review_proposal(workspace, project, proposal, reviewer=reviewer or login_name(), action=action,
                           class_name=class_name)
     check = ""
     if "agrees" in row:
         check = f"; blind check: the proposal was {row['label']}, {'agreeing' if row['agrees'] else 'not agreeing'}"
     typer.echo(f"proposal {row['id']} {row['status']}: image {row['image_id']} is "
                f"{'still unlabeled' if row['status'] == 'rejected' else row['answer']}{check}")
+    due = refresh_due(workspace, project)
+    if due is not None:
+        typer.echo(f"{due['labeled_images']} images are labeled now, against {due['learned_from']} when the open "
+                   f"proposals were made: run 'defectlab propose {project} --from features --blind-share "
+                   f"{due['blind_share']}' to propose from them")
 
 
 def _line(row: dict) -> str:

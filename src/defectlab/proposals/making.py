@@ -11,9 +11,12 @@ Proposals come from one of two sources:
 
 ``auto`` takes the model when one exists and no label changed since it was
 trained, and the features otherwise. Each run replaces the image's open
-proposal; reviewed ones stay as the record of what people did with them. A
-small random share (``BLIND_SHARE``) of the proposals is marked blind: the
-reviewer labels that image without seeing the proposal.
+proposal, which is kept with the status ``replaced``; reviewed ones stay as the
+record of what people did with them. A small random share (``BLIND_SHARE``) of
+the proposals is marked blind: the reviewer labels that image without seeing
+the proposal. Each proposal records how many labeled images its run learned
+from, so that ``defectlab.proposals.refresh`` can tell when enough new labels
+have come in to propose again.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
 from defectlab.data.pixels import StoredPixels
@@ -95,7 +98,8 @@ def make_proposals(workspace: Workspace, project_name: str, *, source: str = "au
         named, guesses = f"model {model_id}", _from_model(workspace, model_id, unlabeled)
     else:
         named, guesses = "features", _from_features(workspace, project_name, task, images, unlabeled, seed, progress)
-    counts = _store(workspace, project_name, named, unlabeled, guesses, blind_share, seed)
+    run = {"source": named, "labeled_images": len(images) - len(unlabeled), "blind_share": blind_share}
+    counts = _store(workspace, project_name, run, unlabeled, guesses, seed)
     seconds = round(time.perf_counter() - started, 2)
     logger.info("proposed labels for %d images of %s from %s in %.1f s", len(unlabeled), project_name, named, seconds)
     return {"project": project_name, "source": named, "proposed": len(unlabeled), "blind": counts.pop("__blind__"),
@@ -223,19 +227,23 @@ def _regions(prediction: Prediction, class_names: list[str]) -> list[dict[str, A
     return found
 
 
-def _store(workspace: Workspace, project_name: str, source: str, unlabeled: list[dict[str, Any]],
-           guesses: list[dict[str, Any]], blind_share: float, seed: int) -> dict[str, int]:
-    """Replace the open proposals of these images with the new ones; return counts per class and of blind ones."""
+def _store(workspace: Workspace, project_name: str, run: dict[str, Any], unlabeled: list[dict[str, Any]],
+           guesses: list[dict[str, Any]], seed: int) -> dict[str, int]:
+    """Replace the open proposals with the new ones; return counts per class and of blind ones.
+
+    ``run`` has the ``source``, ``labeled_images`` and ``blind_share`` that every new proposal records.
+    """
     chooser = random.Random(seed)
     counts: dict[str, int] = {"__blind__": 0}
     with workspace.session() as session:
         project = workspace.get_project(session, project_name)
-        session.execute(delete(Proposal).where(Proposal.project_id == project.id, Proposal.status == "open"))
+        session.execute(update(Proposal).where(Proposal.project_id == project.id, Proposal.status == "open")
+                        .values(status="replaced"))
         for image, guess in zip(unlabeled, guesses):
-            blind = chooser.random() < blind_share
-            session.add(Proposal(project_id=project.id, image_id=image["id"], source=source, label=guess["label"],
+            blind = chooser.random() < run["blind_share"]
+            session.add(Proposal(project_id=project.id, image_id=image["id"], label=guess["label"],
                                  regions=guess["regions"], confidence=round(float(guess["confidence"]), 6),
-                                 status="open", blind=blind))
+                                 status="open", blind=blind, **run))
             counts[guess["label"]] = counts.get(guess["label"], 0) + 1
             counts["__blind__"] += blind
     return counts

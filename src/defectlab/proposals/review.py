@@ -7,7 +7,9 @@ open or rejected proposal never reaches a model.
 
 Proposals are served least confident first, because those need a person's
 look the most. An open proposal of an image that someone labeled meanwhile (on
-the labeling page, say) is closed as ``superseded`` and not served. A blind
+the labeling page, say) is closed as ``superseded`` and not served, and a
+newer run of ``make_proposals`` closes the open ones it replaces as
+``replaced``. A blind
 proposal is served without its label and regions, and the reviewer's label is
 compared with it afterwards. When reviewers accept far more
 proposals than blind checks confirm, they are probably accepting without
@@ -165,7 +167,7 @@ def proposal_report(workspace: Workspace, project_name: str) -> dict[str, Any]:
             "open": sum(p.status == "open" for p in proposals),
             "reviewed": len(reviewed),
             "by_status": {status: sum(p.status == status for p in proposals)
-                          for status in ("open", "accepted", "corrected", "rejected", "superseded")},
+                          for status in ("open", "accepted", "corrected", "rejected", "superseded", "replaced")},
             "by_class": _by_class(shown),
             "blind": {"checks": len(blind), "agree": agree_share},
             "accepted_share": accepted_share,
@@ -198,11 +200,19 @@ def _open_proposal(workspace: Workspace, project_name: str, proposal_id: int) ->
                                 f"with 'defectlab proposals list {project_name}'")
         image = session.get(Image, proposal.image_id)
         if proposal.status != "open":
-            raise ConflictError(f"proposal {proposal_id} was already {proposal.status} by {proposal.reviewer}; "
-                                "take the next open one")
+            raise ConflictError(_closed_message(proposal))
         described = {**_describe(proposal, image.path), "stored_label": proposal.label,
                      "stored_regions": proposal.regions}
         return described, image.version, bool(image.annotations)
+
+
+def _closed_message(proposal: Proposal) -> str:
+    if proposal.status == "replaced":
+        return (f"proposal {proposal.id} was replaced by a newer proposal for the same image, made from more "
+                "labels; take the next open one")
+    if proposal.status == "superseded":
+        return f"image {proposal.image_id} was labeled since proposal {proposal.id} was made; take the next open one"
+    return f"proposal {proposal.id} was already {proposal.status} by {proposal.reviewer}; take the next open one"
 
 
 def _accepted_regions(regions: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:

@@ -39,7 +39,8 @@ from defectlab.errors import DefectlabError, InvalidInputError, NotFoundError
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Job
 
-__all__ = ["FAILED", "JOB_KINDS", "RUNNING", "SUCCEEDED", "describe_job", "list_jobs", "run_job", "start_job"]
+__all__ = ["FAILED", "JOB_KINDS", "RUNNING", "SUCCEEDED", "describe_job", "list_jobs", "run_job", "running_job",
+           "start_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,22 @@ def list_jobs(workspace: Workspace, project_name: str | None = None) -> list[dic
             query = query.where(Job.project_id == workspace.get_project(session, project_name).id)
         job_ids = list(session.scalars(query))
     return [describe_job(workspace, job_id, with_result=False) for job_id in job_ids]
+
+
+def running_job(workspace: Workspace, project_name: str, kind: str) -> int | None:
+    """Return the id of a running job of ``kind`` on the project whose worker is alive, or None.
+
+    Raises:
+        NotFoundError: The project does not exist.
+    """
+    with workspace.session() as session:
+        project = workspace.get_project(session, project_name)
+        job_ids = list(session.scalars(select(Job.id).where(Job.project_id == project.id, Job.kind == kind,
+                                                            Job.status == RUNNING)))
+    for job_id in job_ids:
+        if describe_job(workspace, job_id, with_result=False)["status"] == RUNNING:
+            return job_id
+    return None
 
 
 def run_job(workspace: Workspace, job_id: int) -> bool:

@@ -315,7 +315,9 @@ class Proposal(Base):
     image-level class and ``regions`` the proposed boxes (``class``, ``box``,
     ``score``), if any. ``status`` is ``open`` until reviewed, then ``accepted``,
     ``corrected`` or ``rejected``, or ``superseded`` when the image was labeled another way. A ``blind`` proposal is a check: the reviewer
-    labels the image without seeing it, and ``answer`` records that label.
+    labels the image without seeing it, and ``answer`` records that label. An open proposal becomes
+    ``replaced`` when a newer run proposes for its image. ``labeled_images`` and ``blind_share`` record
+    the run that made it: how many labeled images it learned from, and the share it kept blind.
     """
 
     __tablename__ = "proposals"
@@ -333,6 +335,8 @@ class Proposal(Base):
     answer: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    labeled_images: Mapped[int | None] = mapped_column(Integer)
+    blind_share: Mapped[float | None] = mapped_column(Float)
 
 
 class User(Base):

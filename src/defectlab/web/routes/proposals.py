@@ -6,18 +6,30 @@ so a page cannot show what the reviewer must not see.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from defectlab.proposals import ACTIONS, SOURCES, list_proposals, next_proposal, proposal_report, review_proposal
+from defectlab.proposals import (
+    ACTIONS,
+    SOURCES,
+    list_proposals,
+    next_proposal,
+    proposal_report,
+    refresh_due,
+    review_proposal,
+)
 from defectlab.web.access import Labeler, acting
 from defectlab.web.bodies import ACTING, Body, ImageRegion, Person
-from defectlab.web.jobs import start_job
+from defectlab.web.jobs import running_job, start_job
 from defectlab.web.routes import WorkspaceParameter, error_responses
+from defectlab.workspace import Workspace
 
 __all__ = ["router"]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/projects/{project}/proposals", tags=["proposals"],
                    responses=error_responses(400, 401, 403, 404))
@@ -76,8 +88,23 @@ def review(project: str, proposal_id: int, body: Review, workspace: WorkspacePar
            account: Labeler) -> dict[str, Any]:
     """Settle one proposal. `accept` makes the proposed label the image's label, `correct` stores `class` and
     `regions` instead (which is how a blind check is labeled), and `reject` leaves the image unlabeled. A
-    proposal reviewed already, or an image labeled since, is a conflict (409)."""
+    proposal reviewed already, replaced by a newer one, or whose image was labeled since, is a conflict (409).
+
+    When the labels have grown by half since the open proposals were made from features, new ones are made as
+    a job; `refresh_job` is its id (null otherwise). Until it ends, the current proposals are served."""
     regions = [region.model_dump(by_alias=True, exclude_none=True) for region in body.regions or []] or None
-    return review_proposal(workspace, project, proposal_id, reviewer=acting(account, body.reviewer, "reviewer"),
-                           action=body.action,
-                           class_name=body.class_name, regions=regions)
+    reviewed = review_proposal(workspace, project, proposal_id, reviewer=acting(account, body.reviewer, "reviewer"),
+                               action=body.action, class_name=body.class_name, regions=regions)
+    return {**reviewed, "refresh_job": _refresh(workspace, project, account.name)}
+
+
+def _refresh(workspace: Workspace, project: str, started_by: str) -> int | None:
+    """Start a proposal job when one is due and none is running; return its id, or None."""
+    due = refresh_due(workspace, project)
+    if due is None or running_job(workspace, project, "propose") is not None:
+        return None
+    options = {"source": due["source"], "blind_share": due["blind_share"]}
+    job = start_job(workspace, "propose", project, options, started_by=started_by)
+    logger.info("proposals of %s are made again from %d labeled images (the open ones learned from %d), job %d",
+                project, due["labeled_images"], due["learned_from"], job["id"])
+    return job["id"]

@@ -274,6 +274,11 @@ async function send(proposalId, body) {
     const settled = await api("POST", `${proposalsPath}/${proposalId}/review`, body);
     countReview();
     showMessage(settledWords(settled));
+    if (settled.refresh_job) {
+      // The server started new proposals from the labels so far; the current ones are served until they are ready.
+      showMessage(`${settledWords(settled)} Enough new labels came in to propose again, so new proposals are being made.`);
+      followJob(settled.refresh_job).catch(showError);
+    }
     return true;
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 409)) { showError(error); return false; }
