@@ -19,7 +19,7 @@ from defectlab.quality.box_labels import (
     to_cleanlab_boxes,
 )
 from defectlab.quality.check import check_project
-from defectlab.quality.mask_labels import choose_grid, grid_labels, score_mask_labels
+from defectlab.quality.mask_labels import choose_fold_input_size, choose_grid, grid_labels, score_mask_labels
 from defectlab.quality.region_labels import assign_folds, find_suspicious_regions
 from defectlab.workspace import Workspace
 
@@ -304,6 +304,13 @@ def test_grid_halves_input_until_it_fits() -> None:
     assert choose_grid((128, 128)) == (128, 128)
     assert choose_grid((256, 640)) == (64, 160)
     assert choose_grid((512, 1280)) == (64, 160)
+
+
+def test_fold_input_size_capped() -> None:
+    # kolektorsdd: the trainer picks 1280 x 512, a fold segmenter a quarter of that area.
+    assert choose_fold_input_size([(1263, 500)] * 3) == (640, 256)
+    assert choose_fold_input_size([(64, 64)]) == (64, 64)
+    assert choose_fold_input_size([(300, 200)]) == (320, 224)
 
 
 def test_mask_scores_flag_missed_defect() -> None:

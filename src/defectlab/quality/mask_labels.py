@@ -4,13 +4,14 @@
    learns the class maps of the other folds and predicts the fold's images.
    The fold segmenters train for about ``_FOLD_STEPS`` steps of 8 images (half
    what the trainer aims at for the project's model), between ``_EPOCH_RANGE``
-   epochs, on whole images at the input size the trainer would choose.
+   epochs, on whole images. Their input size is the trainer's choice, shrunk
+   to at most ``MAX_FOLD_INPUT_AREA`` pixels (``choose_fold_input_size``).
 2. cleanlab needs one array for all images, so the probabilities and the class
    maps are brought to one grid: the network input averaged over square cells
    (a power of two of input pixels, at most ``MAX_GRID_CELLS`` cells per image).
    A cell's label is the class that covers most of it, so a defect narrower
    than half a cell is invisible to the search. Memory is
-   ``N x classes x cells`` float32 values: about 40 MB for 320 images of 2 classes.
+   ``N x classes x cells`` float32 values: about 26 MB for 320 images of 2 classes.
 3. ``rank.get_label_quality_scores`` (softmin over the cells) gives each
    image's label quality, ``filter.find_label_issues`` marks the cells whose
    label the probabilities contradict by confident learning. An image is
@@ -41,6 +42,8 @@ __all__ = [
     "MAX_GRID_CELLS",
     "MIN_ISSUE_CELLS",
     "MaskLabelScores",
+    "MAX_FOLD_INPUT_AREA",
+    "choose_fold_input_size",
     "choose_grid",
     "find_suspicious_masks",
     "grid_labels",
@@ -52,6 +55,13 @@ logger = logging.getLogger(__name__)
 
 MAX_GRID_CELLS = 128 * 128
 """Maximum cells per image handed to cleanlab."""
+
+MAX_FOLD_INPUT_AREA = 640 * 256
+"""Largest input area of a fold segmenter, in pixels: a quarter of the trainer's maximum.
+
+A fold then costs about a quarter of a full-size one. The search loses little,
+because cleanlab sees cells of 4 x 4 input pixels or more at this area anyway.
+"""
 
 MIN_ISSUE_CELLS = 4
 """Fewest connected cells with a label issue that flag an image; single cells are mostly region edges."""
@@ -83,10 +93,8 @@ def find_suspicious_masks(workspace: Workspace, images: Sequence[SnapshotImage],
 
     The label quality is float64 ``(N,)`` in 0..1, low is suspicious; see the module docstring.
     """
-    from defectlab.training.segmentation import choose_input_size
-
     maps = StoredClassMaps(workspace.blobs, images, class_names)
-    input_size = choose_input_size([(image.height, image.width) for image in images])
+    input_size = choose_fold_input_size([(image.height, image.width) for image in images])
     grid = choose_grid(input_size)
     pred_probs = out_of_fold_probabilities(pixels, maps, class_names, folds, input_size=input_size, grid=grid)
     labels = np.stack([grid_labels(maps[row], len(class_names), grid) for row in range(len(images))])
@@ -94,6 +102,18 @@ def find_suspicious_masks(workspace: Workspace, images: Sequence[SnapshotImage],
 
     issues = [_issue(images[row], labels[row], pred_probs[row], scores, row, class_names) for row in scores.flagged]
     return issues, scores.quality
+
+
+def choose_fold_input_size(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """Return the fold segmenters' input ``(height, width)``: the trainer's choice, shrunk to ``MAX_FOLD_INPUT_AREA``.
+
+    Both sides shrink by the same factor and are rounded down to multiples of 32, at least 64.
+    """
+    from defectlab.training.segmentation import choose_input_size
+
+    height, width = choose_input_size(sizes)
+    shrink = min(1.0, math.sqrt(MAX_FOLD_INPUT_AREA / (height * width)))
+    return tuple(max(64, 32 * int(side * shrink // 32)) for side in (height, width))
 
 
 def choose_grid(input_size: tuple[int, int]) -> tuple[int, int]:
