@@ -59,8 +59,9 @@ MAX_GRID_CELLS = 128 * 128
 MAX_FOLD_INPUT_AREA = 640 * 256
 """Largest input area of a fold segmenter, in pixels: a quarter of the trainer's maximum.
 
-A fold then costs about a quarter of a full-size one. The search loses little,
-because cleanlab sees cells of 4 x 4 input pixels or more at this area anyway.
+A fold then costs about a quarter of a full-size one. The grid cleanlab reads
+does not change for kolektorsdd (160 x 64 cells either way), but a defect only
+one or two pixels wide may fade at the smaller input.
 """
 
 MIN_ISSUE_CELLS = 4
