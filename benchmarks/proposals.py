@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if not SOURCE.is_dir():
         sys.exit(f"{SOURCE} is missing; this benchmark needs the magnetic-tile dataset")
     torch.set_num_threads(2)
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    figures = dict(results.get("proposals", {}))
+    figures = dict(_read_results().get("proposals", {}))
     folder = Path(tempfile.mkdtemp(prefix="defectlab-proposals-"))
     try:
         workspace = Workspace.open(folder / "workspace")
@@ -88,9 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     commands = figures.setdefault("commands", {"right-share": previous, "reviewing": previous})
     commands.update({part: command for part in ("right-share", "reviewing") if only in (None, part)})
     figures["images"] = len(truth)
+    results = _read_results()  # read again: other benchmarks may have written their keys meanwhile
     results["proposals"] = figures
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
+
+
+def _read_results() -> dict[str, object]:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
 
 
 def _truth(workspace: Workspace) -> dict[int, str]:
