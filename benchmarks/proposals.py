@@ -17,8 +17,8 @@ labels, which serve as the truth. Then, through the product's own functions:
    reviewer then settles the open proposals one at a time, least confident
    first, through ``review_proposal``: a right proposal is accepted (1 s), a
    wrong one corrected (10 s), and a blind check is labeled by hand (10 s).
-   Whenever ``refresh_due`` says so after a review, proposals are made again
-   from the labels so far, as the review page's server does.
+   Whenever ``refresh_due`` returns settings after a review, proposals are
+   made again from the labels so far, as the review page's server does.
 
 Proposal timings include feature extraction in the first round only: later
 rounds reuse the workspace's feature cache, as the product does. The figures go

@@ -5,9 +5,9 @@ a fixed number of reviews between runs is either too slow at the start or
 wasteful at the end. Proposals are due again when the labeled images have
 grown by ``REFRESH_GROWTH`` (a half) of those the open proposals learned from,
 and by at least ``MIN_NEW_LABELS``. So a run from 30 labels is followed by
-another after 20 reviews, and a run from 400 labels after 200. Only proposals from features are made
-again by themselves. A model's proposals need a new training run, which a
-person starts.
+another after 20 reviews, and a run from 400 labels after 200. Only proposals
+from features are made again by themselves. A model's proposals need a new
+training run, which a person starts.
 """
 
 from __future__ import annotations
