@@ -21,8 +21,14 @@ Figures:
   read on the dev split and applied to test, and read on test itself (a point
   of the test curve). Pixel IoU and Dice of the defect class.
 * magnetic-tile: IoU and Dice per defect class and their mean over the five
-  defect classes, accumulated over all test images (``MT_Free`` included),
-  with each connected defect region given one class.
+  defect classes, accumulated over all test images (``MT_Free`` included).
+
+Pixel figures are measured on the masks the product draws: after training,
+``calibrate_segmentation`` chooses the image threshold and each class's
+outline level on the dev split, as ``defectlab train`` does, and the
+prediction engine draws the regions with them. The figures of the plain rule
+(the most probable class of each pixel, each connected defect region given
+one class) are kept beside them under ``argmax_*``.
 
 Times are wall-clock seconds with 2 torch threads. The process's CPU seconds
 and the load average are recorded beside them, because on a shared machine
@@ -61,7 +67,10 @@ from defectlab.data.pixels import StoredPixels, Subset
 from defectlab.data.snapshot import SnapshotImage, freeze_image
 from defectlab.evaluation.masks import IGNORE_INDEX, evaluate_masks, to_class_map
 from defectlab.formats.records import OK_CLASS
+from defectlab.prediction.engines import build_region_engine
 from defectlab.quality.duplicates import group_near_duplicates
+from defectlab.runtime.tiles import stitch_whole
+from defectlab.training.region_models import calibrate_segmentation
 from defectlab.training.segmentation import Segmenter, train_segmenter
 from defectlab.training.splits import assign_splits
 from defectlab.workspace import Workspace
@@ -185,22 +194,46 @@ class Predictions:
 
     rows: list[int]
     scores: np.ndarray
-    class_maps: list[np.ndarray]
+    masks: list[np.ndarray]
+    argmax_maps: list[np.ndarray]
     ms_per_image: float
 
 
-def predict(model: Segmenter, project: Project, split: str) -> Predictions:
+@dataclass
+class Calibrated:
+    """A trained model with the threshold and outline levels chosen on dev, and the engine that applies them."""
+
+    model: Segmenter
+    threshold: float
+    outlines: dict[str, float]
+    reasons: list[str]
+    engine: Any
+
+
+def calibrate(workspace: Workspace, project: Project, model: Segmenter) -> Calibrated:
+    """Choose the threshold and outline levels on the dev split, as ``defectlab train`` does."""
+    state = {"kind": "segmentation", "model": model.to_dict(), "rules": {}, "tiling": None}
+    dev = [project.images[row] for row in project.indices("dev")]
+    threshold, outlines, reasons = calibrate_segmentation(workspace, dev, state, project.class_names)
+    engine = build_region_engine({**state, "outlines": outlines}, project.class_names, threshold=threshold)
+    logger.info("%s: threshold %.3f, outline levels %s", project.name, threshold, outlines)
+    return Calibrated(model, threshold, outlines, reasons, engine)
+
+
+def predict(calibrated: Calibrated, project: Project, split: str) -> Predictions:
     """Predict the split's images one at a time (decoded beforehand, so the time excludes decoding)."""
     rows = project.indices(split)
-    scores, class_maps, seconds = [], [], 0.0
+    scores, masks, argmax_maps, seconds = [], [], [], 0.0
     for row in rows:
         pixels = project.pixels[row]
         started = time.perf_counter()
-        (probabilities,) = model.predict([pixels])
+        (probabilities,) = calibrated.model.predict([pixels])
+        score, _, mask = calibrated.engine.decide(stitch_whole(probabilities))
         seconds += time.perf_counter() - started
-        scores.append(float(model.defect_scores([probabilities])[0]))
-        class_maps.append(to_class_map(probabilities, one_class_per_region=True))
-    return Predictions(rows, np.array(scores), class_maps, round(1000 * seconds / max(len(rows), 1), 1))
+        scores.append(score)
+        masks.append(mask)
+        argmax_maps.append(to_class_map(probabilities, one_class_per_region=True))
+    return Predictions(rows, np.array(scores), masks, argmax_maps, round(1000 * seconds / max(len(rows), 1), 1))
 
 
 def threshold_at_overkill(good_scores: np.ndarray, max_overkill: float = MAX_OVERKILL) -> float:
@@ -221,29 +254,34 @@ def image_level(is_defect: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
 
 def pixel_figures(project: Project, predictions: Predictions) -> dict[str, Any]:
-    evaluation = evaluate_masks((project.masks[row] for row in predictions.rows), predictions.class_maps,
-                                project.class_names)
-    return {
-        "iou": {name: _rounded(value) for name, value in zip(project.class_names, evaluation.iou)},
-        "dice": {name: _rounded(value) for name, value in zip(project.class_names, evaluation.dice)},
-        "mean_defect_iou": _rounded(evaluation.mean_defect_iou),
-    }
+    """Return IoU and Dice of the drawn masks, and of the plain most-probable-class maps under ``argmax_*``."""
+    figures = {}
+    for prefix, maps in (("", predictions.masks), ("argmax_", predictions.argmax_maps)):
+        evaluation = evaluate_masks((project.masks[row] for row in predictions.rows), maps, project.class_names)
+        figures[f"{prefix}iou"] = {name: _rounded(value) for name, value in zip(project.class_names, evaluation.iou)}
+        figures[f"{prefix}dice"] = {name: _rounded(value)
+                                    for name, value in zip(project.class_names, evaluation.dice)}
+        figures[f"{prefix}mean_defect_iou"] = _rounded(evaluation.mean_defect_iou)
+    return figures
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def measure(project: Project, model: Segmenter, split: str) -> dict[str, Any]:
-    """Return the image-level and pixel figures of ``model`` on ``split``.
+def measure(project: Project, calibrated: Calibrated, split: str) -> dict[str, Any]:
+    """Return the image-level and pixel figures of the calibrated model on ``split``.
 
     With ``split == "test"`` the dev split's figures are added under ``"dev"``,
     so that choices between runs can be made on dev figures alone.
     """
-    held_out = predict(model, project, split)
-    figures = {"split": split, **split_figures(project, held_out)}
+    held_out = predict(calibrated, project, split)
+    figures = {"split": split, **split_figures(project, held_out),
+               "at_model_threshold": image_level(_is_defect(project, held_out), held_out.scores,
+                                                 calibrated.threshold),
+               "outlines": calibrated.outlines, "calibration": calibrated.reasons}
     if split == "test":
-        dev = predict(model, project, "dev")
+        dev = predict(calibrated, project, "dev")
         figures["at_5_percent_overkill_on_dev"] = image_level(
             _is_defect(project, held_out), held_out.scores,
             threshold_at_overkill(dev.scores[~_is_defect(project, dev)]))
@@ -275,8 +313,9 @@ def run(name: str, split: str, workspace: Workspace) -> dict[str, Any]:
     model, timing = train(project)
     counts = {part: len(project.indices(part)) for part in ("train", "dev", "test")}
     logger.info("%s trained in %.1f s", name, timing["training_seconds"])
+    calibrated = calibrate(workspace, project, model)
     return {"images": counts, "class_names": project.class_names, "input_size": list(model.input_size),
-            "settings": model.settings, **timing, **measure(project, model, split)}
+            "settings": model.settings, **timing, **measure(project, calibrated, split)}
 
 
 def write_page(results: dict[str, Any]) -> None:
@@ -315,15 +354,19 @@ def write_page(results: dict[str, Any]) -> None:
             f"| prediction ms per image | {kolektor['prediction_ms_per_image']} |",
             "",
         ]
+        lines += _earlier_run_note(kolektor)
     if tiles:
         defect_names = tiles["class_names"][1:]
+        argmax = tiles.get("argmax_iou")
         lines += [
             "## magnetic-tile",
             "",
-            "| class | IoU | Dice |",
-            "|---|---|---|",
-            *[f"| {name} | {tiles['iou'][name]} | {tiles['dice'][name]} |" for name in defect_names],
-            f"| **mean of the defect classes** | **{tiles['mean_defect_iou']}** | |",
+            "| class | outline level | IoU | Dice | IoU of the most probable class |",
+            "|---|---|---|---|---|",
+            *[f"| {name} | {tiles.get('outlines', {}).get(name, '')} | {tiles['iou'][name]} | {tiles['dice'][name]} "
+              f"| {argmax[name] if argmax else ''} |" for name in defect_names],
+            f"| **mean of the defect classes** | | **{tiles['mean_defect_iou']}** | | "
+            f"{tiles.get('argmax_mean_defect_iou', '')} |",
             "",
             f"Test images: {tiles['images']} ({tiles['defective_images']} defective); image average precision "
             f"{tiles['image_average_precision']}; training {tiles['training_seconds']} s "
@@ -331,11 +374,36 @@ def write_page(results: dict[str, Any]) -> None:
             f"{tiles['load_average_after'][0]} after); prediction {tiles['prediction_ms_per_image']} ms per image.",
             "",
         ]
-        if "command" in tiles:
-            lines += [f"These figures come from an earlier run, `{tiles['command']}`. {tiles.get('machine_note', '')}",
-                      ""]
+        if "at_model_threshold" in tiles:
+            point = tiles["at_model_threshold"]
+            lines += [f"At the threshold chosen on dev ({point['threshold']}): escapes {point['escapes']} of "
+                      f"{point['defective_images']} defective images, overkills {point['overkills']} of "
+                      f"{point['good_images']} good images.", ""]
+        lines += _earlier_run_note(tiles)
     lines += results.get("notes", [])
     RESULTS_PAGE.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def _earlier_run_note(figures: dict[str, Any]) -> list[str]:
+    if "command" not in figures:
+        return []
+    return [f"These figures come from an earlier run, `{figures['command']}`. {figures.get('machine_note', '')}", ""]
+
+
+def merge_earlier(results: dict[str, Any]) -> dict[str, Any]:
+    """Keep the recorded figures of datasets this run skipped, each with the command and note of its own run."""
+    if not RESULTS_JSON.exists():
+        return results
+    earlier = json.loads(RESULTS_JSON.read_text())
+    merged = dict(results)
+    for name in BENCHMARKS:
+        if name in results or name not in earlier:
+            continue
+        kept = dict(earlier[name])
+        kept.setdefault("command", earlier.get("command"))
+        kept.setdefault("machine_note", earlier.get("machine", {}).get("note", ""))
+        merged[name] = kept
+    return merged
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -362,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                           "torch": torch.__version__, "note": _load_note(results)}
     print(json.dumps(results, indent=2))
     if arguments.eval == "test":
+        results = merge_earlier(results)
         RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
         write_page(results)
 

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from defectlab.data.importer import import_path
-from defectlab.evaluation.runner import evaluate_model
+from defectlab.evaluation.runner import evaluate_model, load_stored_model
 from defectlab.samples import write_class_folders
+from defectlab.training.outlines import OUTLINE_LEVELS
 from defectlab.training.run import train_project
 from defectlab.workspace import Workspace
 
@@ -35,9 +36,16 @@ def test_segmentation_loop(parts: Path, tmp_path: Path) -> None:
     assert pixels["mean_defect_iou"] is not None
     # Each generated defective part has exactly one defect.
     assert sum(row["defects"] for row in run.regions["recall_by_size"].values()) == run.evaluation.defective
+    artifact, _ = load_stored_model(workspace, result.model_id)
+    outlines = artifact["state"]["outlines"]
+    assert set(outlines) <= {"scratch", "spot"}
+    assert all(level in OUTLINE_LEVELS for level in outlines.values())
+    assert any("outlined" in reason for reason in result.plan.reasons)
     for prediction in run.predictions:
         assert prediction.mask.shape == (96, 96)
         assert prediction.is_defect == any(region["counts"] for region in prediction.regions)
+        # The mask and the regions are drawn by the same rule.
+        assert np.count_nonzero(prediction.mask) == sum(region["area"] for region in prediction.regions)
     assert json.loads(json.dumps(run.to_dict()))["regions"]["pixels"]["images"] == len(run.predictions)
     assert (tmp_path / "report" / "report.html").exists()
     workspace.close()

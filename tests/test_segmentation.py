@@ -14,7 +14,7 @@ from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.evaluation.masks import IGNORE_INDEX, evaluate_masks, to_class_map
 from defectlab.models.preprocess import to_batch
 from defectlab.samples import draw_part
-from defectlab.training.segmentation import Segmenter, _dilate, choose_input_size, train_segmenter
+from defectlab.training.segmentation import Segmenter, _choose_epochs, _dilate, choose_input_size, train_segmenter
 
 CLASSES = ["ok", "scratch", "spot"]
 SIZE = 96
@@ -174,3 +174,14 @@ def test_dilate_matches_square_maximum_filter() -> None:
     expected = F.max_pool2d(plane[None, None].float(), 9, 1, 4)[0, 0] > 0
 
     assert torch.equal(_dilate(plane, 4), expected)
+
+
+@pytest.mark.parametrize(("images", "epochs"), [
+    (16, 40),  # 2 steps an epoch: 600 steps would take 300 epochs, capped at 40
+    (208, 24),  # 26 steps an epoch: ceil(600 / 26)
+    (628, 20),  # 79 steps an epoch: 600 steps take 8 epochs, raised to 20 (1,580 steps)
+    (1000, 16),  # 125 steps an epoch: 20 epochs would be 2,500 steps, so 2,000 // 125
+    (5000, 8),  # 625 steps an epoch: 2,000 // 625 is 3, raised to 8
+])
+def test_epochs_follow_image_count(images: int, epochs: int) -> None:
+    assert _choose_epochs(images) == epochs

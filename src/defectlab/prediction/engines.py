@@ -51,28 +51,43 @@ class _SegmentationEngine:
         self.model = Segmenter.from_dict(state["model"])
         self.class_names, self.threshold = list(class_names), float(threshold)
         self.rules, self.tiling = state.get("rules") or {}, state.get("tiling")
+        self.outlines = _outline_levels(state.get("outlines"), self.class_names, self.threshold)
 
     def score(self, images: Sequence[np.ndarray], *, heatmaps: bool) -> EngineOutput:
-        from defectlab.runtime.regions import decide_from_pixels
-
         scores, regions, planes, masks = [], [], [], []
         for pixels in images:
-            stitched = self._stitched(pixels)
-            score, found = decide_from_pixels(stitched.classes, stitched.defect, self.class_names,
-                                              threshold=self.threshold, rules=self.rules)
+            stitched = self.stitch(pixels)
+            score, found, mask = self.decide(stitched)
             scores.append(score)
             regions.append(found)
-            masks.append(np.where(stitched.defect > self.threshold, stitched.classes, 0).astype(np.uint8))
+            masks.append(mask)
             planes.append(stitched.defect.astype(np.float32) if heatmaps else None)
         return EngineOutput(scores=np.asarray(scores, dtype=np.float64), regions=regions, masks=masks,
                             heatmaps=planes if heatmaps else None)
 
-    def _stitched(self, pixels: np.ndarray):  # noqa: ANN202 - a runtime.tiles.Stitched
+    def decide(self, stitched) -> tuple[float, list[dict[str, Any]], np.ndarray]:  # noqa: ANN001 - a Stitched
+        """Return one image's score, its regions and its mask of region classes, from its stitched result."""
+        from defectlab.runtime.regions import decide_from_pixels, draw_regions
+
+        score, found = decide_from_pixels(stitched.classes, stitched.defect, self.class_names,
+                                          threshold=self.threshold, rules=self.rules, outlines=self.outlines)
+        mask = draw_regions(stitched.classes, stitched.defect, threshold=self.threshold, outlines=self.outlines)
+        return score, found, mask
+
+    def stitch(self, pixels: np.ndarray):  # noqa: ANN201 - a runtime.tiles.Stitched
+        """Return one image's likeliest defect class and defect probability per pixel, at its full size."""
         from defectlab.runtime.tiles import predict_tiled, stitch_whole
 
         if self.tiling is None:
             return stitch_whole(self.model.predict([pixels])[0])
         return predict_tiled(pixels, self.model.predict, tuple(self.tiling["tile"]), int(self.tiling["overlap"]))
+
+
+def _outline_levels(levels: dict[str, float] | None, class_names: list[str], threshold: float) -> list[float] | None:
+    """Return the outline level per class index, the threshold where a class has none; None without levels."""
+    if not levels:
+        return None
+    return [float(levels.get(name, threshold)) for name in class_names]
 
 
 class _DetectionEngine:

@@ -6,6 +6,12 @@ is the same. Its ``score`` is the highest defect probability inside it, its
 ``area`` the pixel count and its ``box`` ``[x_min, y_min, x_max, y_max]`` in
 pixels (the maximum is exclusive, as for labeled boxes).
 
+A segmentation model may also carry an outline level per class, chosen on
+the dev masks, because the level that decides an image best is seldom the
+level that traces a defect's edge best. The threshold then still decides
+which defects exist, and the outline level decides which pixels each one
+covers (``draw_regions``).
+
 A decision rule (see ``defectlab.book``) has ``min_length`` (the longer side
 of the region's box) and ``min_area``, in pixels or in millimetres with
 ``pixel_size_mm``. A region smaller than either limit does not make the item
@@ -14,19 +20,56 @@ defective; it is still reported, with ``counts: false``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["decide_from_boxes", "decide_from_pixels", "find_regions", "passes_rule"]
+__all__ = ["decide_from_boxes", "decide_from_pixels", "draw_regions", "find_regions", "passes_rule"]
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
+def draw_regions(classes: np.ndarray, defect: np.ndarray, *, threshold: float,
+                 outlines: Sequence[float] | None = None) -> np.ndarray:
+    """Return the class index of every region pixel, 0 elsewhere, uint8 ``(H, W)``.
+
+    Without ``outlines`` a pixel belongs to a region when its defect
+    probability is above ``threshold``. With them, a connected group of pixels
+    of one class above ``min(threshold, outline)`` is a defect when its peak is
+    above ``threshold``, and the defect covers its pixels at or above the
+    class's outline level. A defect whose peak stays below that level keeps
+    the whole group, so no defect found by the threshold is lost.
+
+    Args:
+        classes: The likeliest defect class per pixel (1 or more).
+        defect: Defect probability per pixel.
+        threshold: The model's image threshold.
+        outlines: Outline level per class index (index 0 unused), or None.
+    """
+    if outlines is None:
+        return np.where(defect > threshold, classes, 0).astype(np.uint8)
+    # Both sides of each comparison are float32, as in the counts that chose the levels.
+    levels = np.asarray(outlines, dtype=np.float32)
+    candidate = defect > np.minimum(levels[classes], np.float32(threshold))
+    drawn = np.zeros(classes.shape, dtype=np.uint8)
+    for index in np.unique(classes[candidate]):
+        if index == 0:
+            continue
+        groups, count = ndimage.label(candidate & (classes == index), structure=_EIGHT_NEIGHBOURS)
+        numbers = np.arange(1, count + 1)
+        is_defect = np.concatenate([[False], ndimage.maximum(defect, groups, numbers) > threshold])
+        outlined = defect >= levels[index]
+        has_outline = np.concatenate([[False], ndimage.maximum(outlined, groups, numbers) > 0])
+        covered = is_defect[groups] & (outlined | ~has_outline[groups])
+        drawn[covered] = index
+    return drawn
+
+
 def find_regions(classes: np.ndarray, defect: np.ndarray, class_names: list[str], *, threshold: float,
-                 rules: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+                 rules: Mapping[str, Mapping[str, Any]] | None = None,
+                 outlines: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """Return the regions of every defect class, highest score first.
 
     Args:
@@ -34,11 +77,12 @@ def find_regions(classes: np.ndarray, defect: np.ndarray, class_names: list[str]
         defect: Defect probability per pixel.
         threshold: Pixels whose defect probability is not above this belong to no region.
         rules: Decision rule per class name; classes without one count at any size.
+        outlines: Outline level per class index, as ``draw_regions`` takes them.
     """
     found = []
-    above = defect > threshold
+    drawn = draw_regions(classes, defect, threshold=threshold, outlines=outlines)
     for index in range(1, len(class_names)):
-        labeled, count = ndimage.label(above & (classes == index), structure=_EIGHT_NEIGHBOURS)
+        labeled, count = ndimage.label(drawn == index, structure=_EIGHT_NEIGHBOURS)
         if count == 0:
             continue
         rule = (rules or {}).get(class_names[index], {})
@@ -60,7 +104,8 @@ def passes_rule(box: list[float], area: float, rule: Mapping[str, Any]) -> bool:
 
 
 def decide_from_pixels(classes: np.ndarray, defect: np.ndarray, class_names: list[str], *, threshold: float,
-                       rules: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[float, list[dict[str, Any]]]:
+                       rules: Mapping[str, Mapping[str, Any]] | None = None,
+                       outlines: Sequence[float] | None = None) -> tuple[float, list[dict[str, Any]]]:
     """Return an image's defect score and its regions, from per-pixel classes and defect probabilities.
 
     The score is the best counting region's score when there is one, so the
@@ -68,7 +113,7 @@ def decide_from_pixels(classes: np.ndarray, defect: np.ndarray, class_names: lis
     Otherwise it is the highest defect probability at or below the
     threshold, which keeps clean images ranked for curves and AP.
     """
-    regions = find_regions(classes, defect, class_names, threshold=threshold, rules=rules)
+    regions = find_regions(classes, defect, class_names, threshold=threshold, rules=rules, outlines=outlines)
     counting = [region["score"] for region in regions if region["counts"]]
     if counting:
         return max(counting), regions

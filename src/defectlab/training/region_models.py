@@ -26,7 +26,7 @@ from defectlab.training.curves import EpochCallback
 from defectlab.training.tiling import TilingChoice, choose_tiling, defect_widths, sample_tiles
 from defectlab.workspace import Workspace
 
-__all__ = ["fit_detection", "fit_segmentation", "region_class_names"]
+__all__ = ["calibrate_segmentation", "fit_detection", "fit_segmentation", "region_class_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ def fit_segmentation(workspace: Workspace, train: list[SnapshotImage], dev: list
                             seed=plan.seed, epochs=plan.epochs or None, on_epoch=on_epoch)
     state = {"kind": "segmentation", "model": model.to_dict(), "rules": rules,
              "tiling": _tiling_state(tiling)}
-    threshold, reason = _threshold(workspace, dev, state, class_names)
-    plan = replace(plan, input_size=tuple(model.input_size), reasons=(*plan.reasons, tiling.reason, reason))
+    threshold, outlines, reasons = calibrate_segmentation(workspace, dev, state, class_names)
+    state["outlines"] = outlines
+    plan = replace(plan, input_size=tuple(model.input_size), reasons=(*plan.reasons, tiling.reason, *reasons))
     return _fitted(state, class_names, threshold, model, train), plan
 
 
@@ -140,6 +141,53 @@ def _boxes_of_map(target: np.ndarray) -> list[tuple[int, float, float, float, fl
                 boxes.append((index, float(where[1].start), float(where[0].start), float(where[1].stop),
                               float(where[0].stop)))
     return boxes
+
+
+def calibrate_segmentation(workspace: Workspace, dev: list[SnapshotImage], state: dict[str, Any],
+                           class_names: list[str]) -> tuple[float, dict[str, float], list[str]]:
+    """Choose the image threshold and each class's outline level in one pass over the dev images.
+
+    Returns:
+        The threshold, the outline level per class name (``OutlineCounts.choose``)
+        and a plain sentence on each choice.
+
+    A defective dev image without drawn regions has no mask to outline against,
+    so it counts for the threshold only.
+    """
+    from defectlab.prediction.engines import build_region_engine
+    from defectlab.runtime.regions import decide_from_pixels
+    from defectlab.training.detection import choose_threshold
+    from defectlab.training.outlines import OutlineCounts
+
+    engine = build_region_engine({**state, "rules": {}}, class_names, threshold=1.0)
+    maps = StoredClassMaps(workspace.blobs, dev, class_names)
+    counts = OutlineCounts(class_names)
+    scores = []
+    for index, pixels in enumerate(_pixels(workspace, dev)):
+        stitched = engine.stitch(pixels)
+        scores.append(decide_from_pixels(stitched.classes, stitched.defect, class_names, threshold=1.0)[0])
+        if dev[index].regions or dev[index].label == OK_CLASS:
+            counts.add(stitched.classes, stitched.defect, maps[index])
+
+    is_defective = np.array([bool(image.regions) for image in dev])
+    if not dev or is_defective.all() or not is_defective.any():
+        threshold, reason = 0.5, ("The dev images are not a mix of good and defective images, so the threshold "
+                                  "is 0.5; label more images to have it chosen.")
+    else:
+        threshold = choose_threshold(np.array(scores), is_defective)
+        reason = (f"The threshold {threshold:.3f} costs the least on the {len(dev)} dev images, counting an "
+                  "escape as 5 overkills.")
+    outlines = counts.choose()
+    return threshold, outlines, [reason, _outline_reason(outlines, threshold)]
+
+
+def _outline_reason(outlines: dict[str, float], threshold: float) -> str:
+    if not outlines:
+        return (f"No dev image has a drawn defect, so defects are outlined at the threshold {threshold:.3f}; "
+                "draw the defects of some dev images to have outlines fitted.")
+    levels = ", ".join(f"{name} {level:.2f}" for name, level in outlines.items())
+    return (f"Defects are outlined where their defect probability reaches the level that matched the dev masks "
+            f"best: {levels}.")
 
 
 def _threshold(workspace: Workspace, dev: list[SnapshotImage], state: dict[str, Any],

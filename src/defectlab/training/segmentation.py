@@ -109,8 +109,10 @@ _DECODER_RATE = 2e-3
 _TUNED_RATE = 3e-4
 _WEIGHT_DECAY = 1e-4
 _TARGET_STEPS = 600
-_MIN_EPOCHS = 8
+_MIN_EPOCHS = 20
 _MAX_EPOCHS = 40
+_MAX_STEPS = 2000
+_MIN_LARGE_EPOCHS = 8
 _PER_DEFECT = 600
 _NEAR_DEFECT = 200
 _PER_BACKGROUND = 300
@@ -454,8 +456,8 @@ def train_segmenter(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], c
         class_names: Class per index; the first must be ``ok``.
         input_size: Network input ``(height, width)``, multiples of 32; chosen by
             ``choose_input_size`` when None.
-        epochs: Passes over the images; when None, enough for about 600 steps of
-            8 images, between 8 and 40 epochs.
+        epochs: Passes over the images; when None, ``_choose_epochs`` picks them
+            from the number of images.
         progress: Called as ``progress(done, total, message)``.
         seed: Seed of every random choice, so equal inputs give equal models.
         on_epoch: Called with each epoch's ``loss_history`` entry.
@@ -552,8 +554,19 @@ def _recording_shapes(images: Sequence[np.ndarray], shapes: list[tuple[int, int]
 
 
 def _choose_epochs(count: int) -> int:
+    """Return enough epochs for ``_TARGET_STEPS`` steps of ``_BATCH`` images, between 20 and 40.
+
+    The small share of defect pixels in each image needs many passes to be
+    learned: on magnetic-tile's dev split (628 training images), 20 epochs
+    raised the mean defect IoU from 0.56 to 0.67 over 8. Beyond ``_MAX_STEPS``
+    steps (about 5 minutes on 2 CPU cores at 352 x 320 pixels, an estimate
+    from that run) large datasets get fewer epochs, but at least 8.
+    """
     steps_per_epoch = -(-count // _BATCH)
-    return int(min(_MAX_EPOCHS, max(_MIN_EPOCHS, math.ceil(_TARGET_STEPS / steps_per_epoch))))
+    epochs = min(_MAX_EPOCHS, max(_MIN_EPOCHS, math.ceil(_TARGET_STEPS / steps_per_epoch)))
+    if epochs * steps_per_epoch > _MAX_STEPS:
+        epochs = max(_MIN_LARGE_EPOCHS, _MAX_STEPS // steps_per_epoch)
+    return int(epochs)
 
 
 def _extract(backbone: EfficientNetLite0, decoder: PixelDecoder, images: Sequence[np.ndarray],
