@@ -343,7 +343,8 @@ def write_page(results: dict[str, Any]) -> None:
             f"| test images (defective) | {kolektor['images']} ({kolektor['defective_images']}) |",
             f"| image average precision | {kolektor['image_average_precision']} |",
             f"| image AUROC | {kolektor['image_auroc']} |",
-            f"| escape rate at the dev threshold {dev_point['threshold']} | {dev_point['escape_rate']} "
+            *_model_threshold_row(kolektor),
+            f"| escape rate at the threshold of 5 % dev overkill, {dev_point['threshold']} | {dev_point['escape_rate']} "
             f"(overkill {dev_point['overkill_rate']}) |",
             f"| escape rate at ≤5 % test overkill (threshold {test_point['threshold']}) | "
             f"{test_point['escape_rate']} (overkill {test_point['overkill_rate']}) |",
@@ -382,6 +383,15 @@ def write_page(results: dict[str, Any]) -> None:
         lines += _earlier_run_note(tiles)
     lines += results.get("notes", [])
     RESULTS_PAGE.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def _model_threshold_row(figures: dict[str, Any]) -> list[str]:
+    point = figures.get("at_model_threshold")
+    if not point:
+        return []
+    return [f"| escapes and overkills at the model's threshold {point['threshold']} (chosen on dev as "
+            f"`defectlab train` does) | {point['escapes']} of {point['defective_images']}, {point['overkills']} of "
+            f"{point['good_images']} |"]
 
 
 def _earlier_run_note(figures: dict[str, Any]) -> list[str]:

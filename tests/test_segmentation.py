@@ -177,9 +177,10 @@ def test_dilate_matches_square_maximum_filter() -> None:
 
 
 @pytest.mark.parametrize(("images", "epochs"), [
-    (16, 40),  # 2 steps an epoch: 600 steps would take 300 epochs, capped at 40
-    (208, 24),  # 26 steps an epoch: ceil(600 / 26)
-    (628, 20),  # 79 steps an epoch: 600 steps take 8 epochs, raised to 20 (1,580 steps)
+    (16, 40),  # 2 steps an epoch: 500 steps would take 250 epochs, capped at 40
+    (100, 39),  # 13 steps an epoch: ceil(500 / 13)
+    (208, 20),  # 26 steps an epoch: ceil(500 / 26) is 20
+    (628, 20),  # 79 steps an epoch: 500 steps take 7 epochs, raised to 20 (1,580 steps)
     (1000, 16),  # 125 steps an epoch: 20 epochs would be 2,500 steps, so 2,000 // 125
     (5000, 8),  # 625 steps an epoch: 2,000 // 625 is 3, raised to 8
 ])
