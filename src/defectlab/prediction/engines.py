@@ -67,12 +67,11 @@ class _SegmentationEngine:
 
     def decide(self, stitched) -> tuple[float, list[dict[str, Any]], np.ndarray]:  # noqa: ANN001 - a Stitched
         """Return one image's score, its regions and its mask of region classes, from its stitched result."""
-        from defectlab.runtime.regions import decide_from_pixels, draw_regions
+        from defectlab.runtime.regions import describe_regions, draw_regions, image_score
 
-        score, found = decide_from_pixels(stitched.classes, stitched.defect, self.class_names,
-                                          threshold=self.threshold, rules=self.rules, outlines=self.outlines)
         mask = draw_regions(stitched.classes, stitched.defect, threshold=self.threshold, outlines=self.outlines)
-        return score, found, mask
+        found = describe_regions(mask, stitched.defect, self.class_names, rules=self.rules)
+        return image_score(found, stitched.defect, threshold=self.threshold), found, mask
 
     def stitch(self, pixels: np.ndarray):  # noqa: ANN201 - a runtime.tiles.Stitched
         """Return one image's likeliest defect class and defect probability per pixel, at its full size."""

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["decide_from_boxes", "decide_from_pixels", "draw_regions", "find_regions", "passes_rule"]
+__all__ = ["decide_from_boxes", "decide_from_pixels", "describe_regions", "draw_regions", "find_regions",
+           "image_score", "passes_rule"]
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
@@ -50,14 +51,17 @@ def draw_regions(classes: np.ndarray, defect: np.ndarray, *, threshold: float,
     """
     if outlines is None:
         return np.where(defect > threshold, classes, 0).astype(np.uint8)
-    # Both sides of each comparison are float32, as in the counts that chose the levels.
+    # Both sides of each comparison are float32, as in the counts that chose the levels. The work goes
+    # class by class, so a very large image needs only a few full-size masks besides the group labels.
     levels = np.asarray(outlines, dtype=np.float32)
-    candidate = defect > np.minimum(levels[classes], np.float32(threshold))
     drawn = np.zeros(classes.shape, dtype=np.uint8)
-    for index in np.unique(classes[candidate]):
-        if index == 0:
+    for index in range(1, len(levels)):
+        candidate = classes == index
+        candidate &= defect > min(levels[index], np.float32(threshold))
+        groups, count = ndimage.label(candidate, structure=_EIGHT_NEIGHBOURS)
+        del candidate
+        if count == 0:
             continue
-        groups, count = ndimage.label(candidate & (classes == index), structure=_EIGHT_NEIGHBOURS)
         numbers = np.arange(1, count + 1)
         is_defect = np.concatenate([[False], ndimage.maximum(defect, groups, numbers) > threshold])
         outlined = defect >= levels[index]
@@ -79,8 +83,14 @@ def find_regions(classes: np.ndarray, defect: np.ndarray, class_names: list[str]
         rules: Decision rule per class name; classes without one count at any size.
         outlines: Outline level per class index, as ``draw_regions`` takes them.
     """
-    found = []
     drawn = draw_regions(classes, defect, threshold=threshold, outlines=outlines)
+    return describe_regions(drawn, defect, class_names, rules=rules)
+
+
+def describe_regions(drawn: np.ndarray, defect: np.ndarray, class_names: list[str], *,
+                     rules: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Return the regions of a drawn mask (``draw_regions``), highest score first, each checked against its rule."""
+    found = []
     for index in range(1, len(class_names)):
         labeled, count = ndimage.label(drawn == index, structure=_EIGHT_NEIGHBOURS)
         if count == 0:
@@ -114,10 +124,15 @@ def decide_from_pixels(classes: np.ndarray, defect: np.ndarray, class_names: lis
     threshold, which keeps clean images ranked for curves and AP.
     """
     regions = find_regions(classes, defect, class_names, threshold=threshold, rules=rules, outlines=outlines)
+    return image_score(regions, defect, threshold=threshold), regions
+
+
+def image_score(regions: list[dict[str, Any]], defect: np.ndarray, *, threshold: float) -> float:
+    """Return the best counting region's score, else the highest defect probability at or below the threshold."""
     counting = [region["score"] for region in regions if region["counts"]]
     if counting:
-        return max(counting), regions
-    return float(np.max(defect, where=defect <= threshold, initial=0.0)), regions
+        return max(counting)
+    return float(np.max(defect, where=defect <= threshold, initial=0.0))
 
 
 def decide_from_boxes(boxes: list[dict[str, Any]], *, threshold: float,
