@@ -409,10 +409,10 @@ def merge_earlier(results: dict[str, Any]) -> dict[str, Any]:
     for name in BENCHMARKS:
         if name in results or name not in earlier:
             continue
-        kept = dict(earlier[name])
-        kept.setdefault("command", earlier.get("command"))
-        kept.setdefault("machine_note", earlier.get("machine", {}).get("note", ""))
-        merged[name] = kept
+        figures = dict(earlier[name])
+        figures.setdefault("command", earlier.get("command"))
+        figures.setdefault("machine_note", earlier.get("machine", {}).get("note", ""))
+        merged[name] = figures
     return merged
 
 
