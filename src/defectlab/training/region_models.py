@@ -147,16 +147,14 @@ def calibrate_segmentation(workspace: Workspace, dev: list[SnapshotImage], state
                            class_names: list[str]) -> tuple[float, dict[str, float], list[str]]:
     """Choose the image threshold and each class's outline level in one pass over the dev images.
 
+    A defective dev image without drawn regions has no mask to outline against,
+    so it counts for the threshold only.
+
     Returns:
         The threshold, the outline level per class name (``OutlineCounts.choose``)
         and a plain sentence on each choice.
-
-    A defective dev image without drawn regions has no mask to outline against,
-    so it counts for the threshold only.
     """
     from defectlab.prediction.engines import build_region_engine
-    from defectlab.runtime.regions import decide_from_pixels
-    from defectlab.training.detection import choose_threshold
     from defectlab.training.outlines import OutlineCounts
 
     engine = build_region_engine({**state, "rules": {}}, class_names, threshold=1.0)
@@ -165,18 +163,11 @@ def calibrate_segmentation(workspace: Workspace, dev: list[SnapshotImage], state
     scores = []
     for index, pixels in enumerate(_pixels(workspace, dev)):
         stitched = engine.stitch(pixels)
-        scores.append(decide_from_pixels(stitched.classes, stitched.defect, class_names, threshold=1.0)[0])
+        scores.append(engine.decide(stitched)[0])
         if dev[index].regions or dev[index].label == OK_CLASS:
             counts.add(stitched.classes, stitched.defect, maps[index])
 
-    is_defective = np.array([bool(image.regions) for image in dev])
-    if not dev or is_defective.all() or not is_defective.any():
-        threshold, reason = 0.5, ("The dev images are not a mix of good and defective images, so the threshold "
-                                  "is 0.5; label more images to have it chosen.")
-    else:
-        threshold = choose_threshold(np.array(scores), is_defective)
-        reason = (f"The threshold {threshold:.3f} costs the least on the {len(dev)} dev images, counting an "
-                  "escape as 5 overkills.")
+    threshold, reason = _image_threshold(dev, lambda: np.array(scores))
     outlines = counts.choose()
     return threshold, outlines, [reason, _outline_reason(outlines, threshold)]
 
@@ -194,15 +185,23 @@ def _threshold(workspace: Workspace, dev: list[SnapshotImage], state: dict[str, 
                class_names: list[str]) -> tuple[float, str]:
     """Choose the image threshold on the dev images; the rules are left out, so every region is scored."""
     from defectlab.prediction.engines import build_region_engine
+
+    def scores() -> np.ndarray:
+        engine = build_region_engine({**state, "rules": {}}, class_names, threshold=1.0)
+        return engine.score(_pixels(workspace, dev), heatmaps=False).scores
+
+    return _image_threshold(dev, scores)
+
+
+def _image_threshold(dev: list[SnapshotImage], scores: Callable[[], np.ndarray]) -> tuple[float, str]:
+    """Return the dev threshold and why, calling ``scores`` only when the dev images are a mix of good and defective."""
     from defectlab.training.detection import choose_threshold
 
     is_defective = np.array([bool(image.regions) for image in dev])
     if not dev or is_defective.all() or not is_defective.any():
         return 0.5, ("The dev images are not a mix of good and defective images, so the threshold is 0.5; "
                      "label more images to have it chosen.")
-    engine = build_region_engine({**state, "rules": {}}, class_names, threshold=1.0)
-    scores = engine.score(_pixels(workspace, dev), heatmaps=False).scores
-    threshold = choose_threshold(scores, is_defective)
+    threshold = choose_threshold(scores(), is_defective)
     return threshold, (f"The threshold {threshold:.3f} costs the least on the {len(dev)} dev images, counting an "
                        "escape as 5 overkills.")
 
