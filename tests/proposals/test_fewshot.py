@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import brentq
 
 from defectlab.errors import InvalidInputError
-from defectlab.proposals.fewshot import adjust_to_pool, guess_by_distance
+from defectlab.proposals.fewshot import COPY_CONFIDENCE, Guess, adjust_to_pool, follow_near_copies, guess_by_distance
 
 POOL = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.45, 0.55], [0.2, 0.8]])
 
@@ -33,6 +33,22 @@ def test_pool_shares_reach_their_fixed_point() -> None:
 
     assert adjusted[:, 0].mean() == pytest.approx(expected, abs=1e-4)
     assert np.allclose(adjusted.sum(axis=1), 1.0)
+
+
+def test_half_shift_uses_root_weights() -> None:
+    trained = np.array([0.5, 0.5])
+    shares = adjust_to_pool(POOL, trained).mean(axis=0)  # the fixed point: q is the mean of the full adjustment
+    weighted = POOL * np.sqrt(shares / trained)
+    expected = weighted / weighted.sum(axis=1, keepdims=True)
+
+    halfway = adjust_to_pool(POOL, trained, shift=0.5)
+
+    assert np.allclose(halfway, expected, atol=1e-5)
+    assert POOL[:, 0].mean() < halfway[:, 0].mean() < shares[0]
+
+
+def test_no_shift_keeps_the_rows() -> None:
+    assert np.allclose(adjust_to_pool(POOL, np.array([0.3, 0.7]), shift=0.0), POOL)
 
 
 def test_borderline_row_follows_the_pool() -> None:
@@ -69,3 +85,30 @@ def test_good_only_needs_two_images() -> None:
 
     with pytest.raises(InvalidInputError, match="at least two labeled good images"):
         guess_by_distance([features(rng, 1, odd_patch=False)], [features(rng, 2, odd_patch=False)], "dent")
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def test_near_copies_take_their_label() -> None:
+    rng = np.random.default_rng(0)
+    labeled = np.stack([unit(rng.normal(size=64)) for _ in range(3)])
+    twin = unit(labeled[0] + 0.01 * rng.normal(size=64))  # correlation distance far below 0.05
+    between = unit(labeled[1] + labeled[2])  # distance 1 - cos(45 degrees) from both: no copy
+    unlabeled = np.stack([twin, between, twin])
+    guesses = [Guess("ok", 0.7), Guess("ok", 0.6), Guess("dent", 0.995)]
+
+    followed = follow_near_copies(guesses, unlabeled, labeled, ["dent", "ok", "scratch"])
+
+    assert followed == [Guess("dent", COPY_CONFIDENCE), Guess("ok", 0.6), Guess("dent", 0.995)]
+
+
+def test_disagreeing_copies_keep_guess() -> None:
+    rng = np.random.default_rng(1)
+    base = unit(rng.normal(size=64))
+    labeled = np.stack([unit(base + 0.01 * rng.normal(size=64)), unit(base + 0.01 * rng.normal(size=64))])
+
+    followed = follow_near_copies([Guess("ok", 0.55)], base[None], labeled, ["dent", "scratch"])
+
+    assert followed == [Guess("ok", 0.55)]

@@ -20,6 +20,7 @@ from defectlab.data.importer import import_path
 from defectlab.data.labels import list_images, set_image_class
 from defectlab.errors import ConflictError, InvalidInputError, NotFoundError
 from defectlab.proposals import (
+    fewshot,
     list_proposals,
     make_proposals,
     next_proposal,
@@ -88,6 +89,26 @@ def test_every_unlabeled_image_gets_one_proposal(proposed, copy) -> None:
     assert sorted(row["image_id"] for row in rows) == sorted(row["id"] for row in unlabeled)
     assert sum(summary["by_class"].values()) == 3 * UNLABELED
     assert summary["blind"] == sum(row["blind"] for row in rows)
+
+
+def test_near_copy_takes_labeled_class(tmp_path: Path, monkeypatch) -> None:
+    write_parts(tmp_path / "source", LABELED, seed=1)
+    original = tmp_path / "source" / "spot" / "1_0.png"
+    brighter = np.clip(np.asarray(Image.open(original), dtype=np.int16) + 25, 0, 255).astype(np.uint8)
+    Image.fromarray(brighter).save(tmp_path / "source" / "spot" / "2_brighter.png")  # the same part, brighter
+    workspace = Workspace.open(tmp_path / "workspace")
+    workspace.create_project("parts", "classification", ["scratch", "spot"])
+    import_path(workspace, "parts", tmp_path / "source")
+    unlabel(workspace, "2_")
+    # The heads guess wrong here, so only the near copy can make the proposal right.
+    monkeypatch.setattr(fewshot, "guess_classes", lambda labeled, labels, unlabeled, *args, **kwargs:
+                        [fewshot.Guess("ok", 0.6)] * len(unlabeled[0]))
+
+    make_proposals(workspace, "parts", source="features", blind_share=0.0)
+
+    [proposal] = list_proposals(workspace, "parts")
+    assert (proposal["label"], proposal["confidence"]) == ("spot", pytest.approx(0.99, abs=0.01))
+    workspace.close()
 
 
 def test_five_labels_mostly_right(copy) -> None:

@@ -41,6 +41,7 @@ from defectlab.evaluation.runner import load_stored_model
 from defectlab.formats.records import OK_CLASS
 from defectlab.prediction.predictor import Prediction, Predictor
 from defectlab.proposals import fewshot
+from defectlab.quality.duplicates import thumbnail
 from defectlab.training.autotune import ImageStats, plan_training
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Annotation, Image, Model, Project, Proposal
@@ -170,7 +171,15 @@ def _from_features(workspace: Workspace, project_name: str, task: str, images: l
         raise InvalidInputError(f"proposals from features need labeled images of two classes (or, in an anomaly "
                                 f"project, good images); project {project_name!r} has {have}. Label a few images "
                                 "of each class first")
+    guesses = fewshot.follow_near_copies(guesses, _thumbnails(workspace, unlabeled), _thumbnails(workspace, labeled),
+                                         labels)
     return [{"label": guess.label, "confidence": guess.confidence, "regions": None} for guess in guesses]
+
+
+def _thumbnails(workspace: Workspace, chosen: list[dict[str, Any]]) -> np.ndarray:
+    """Return the near-duplicate ``thumbnail`` of each image, ``(N, 1024)``."""
+    pixels = StoredPixels(workspace.blobs, [i["sha256"] for i in chosen], [i["path"] for i in chosen])
+    return np.stack([thumbnail(pixels[index]) for index in range(len(pixels))]) if chosen else np.zeros((0, 1024))
 
 
 def _defect_class(workspace: Workspace, project_name: str) -> str:
