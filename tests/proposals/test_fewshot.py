@@ -95,7 +95,7 @@ def test_near_copies_take_their_label() -> None:
     rng = np.random.default_rng(0)
     labeled = np.stack([unit(rng.normal(size=64)) for _ in range(3)])
     twin = unit(labeled[0] + 0.01 * rng.normal(size=64))  # correlation distance far below 0.05
-    between = unit(labeled[1] + labeled[2])  # distance 1 - cos(45 degrees) from both: no copy
+    between = unit(labeled[1] + labeled[2])  # about 0.3 from both, as random directions are nearly orthogonal
     unlabeled = np.stack([twin, between, twin])
     guesses = [Guess("ok", 0.7), Guess("ok", 0.6), Guess("dent", 0.995)]
 
