@@ -41,7 +41,7 @@ from defectlab.formats.records import OK_CLASS
 from defectlab.images.prepare import Preprocessing, fit_preprocessing
 from defectlab.models.efficientnet import load_efficientnet_lite0
 from defectlab.models.preprocess import to_batch
-from defectlab.quality.duplicates import NEAR_DISTANCE
+from defectlab.quality.duplicates import NEAR_DISTANCE, copy_distances
 from defectlab.training.patches import extract_patch_features, fit_patch_head, patch_probabilities, transform_copy
 
 __all__ = ["COPIES", "COPY_CONFIDENCE", "EPOCHS", "HEADS", "MIN_POOL", "POOL_SHIFT", "FeatureCache", "Guess",
@@ -288,7 +288,7 @@ def follow_near_copies(guesses: Sequence[Guess], unlabeled: np.ndarray, labeled:
     """
     if not len(guesses) or not len(labeled):
         return list(guesses)
-    distances = 1.0 - np.asarray(unlabeled, dtype=np.float64) @ np.asarray(labeled, dtype=np.float64).T
+    distances = copy_distances(unlabeled, labeled)
     followed = []
     for guess, row in zip(guesses, distances):
         copied = {labels[index] for index in np.flatnonzero(row < NEAR_DISTANCE)}

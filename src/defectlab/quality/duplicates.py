@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["NEAR_DISTANCE", "group_near_duplicates", "near_pairs", "thumbnail"]
+__all__ = ["NEAR_DISTANCE", "copy_distances", "group_near_duplicates", "near_pairs", "thumbnail"]
 
 NEAR_DISTANCE = 0.05
 """Thumbnail correlation distance below which two images count as near duplicates.
@@ -41,11 +41,19 @@ def thumbnail(pixels: np.ndarray) -> np.ndarray:
     return detail / max(float(np.linalg.norm(detail)), 1e-9)
 
 
+def copy_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Return the correlation distance of each thumbnail in ``first`` to each in ``second``, ``(N, M)``.
+
+    Distances below ``NEAR_DISTANCE`` mark near duplicates.
+    """
+    return 1.0 - np.asarray(first, dtype=np.float64) @ np.asarray(second, dtype=np.float64).T
+
+
 def near_pairs(thumbnails: np.ndarray, chunk: int = 1024) -> list[tuple[float, int, int]]:
     """Return ``(distance, i, j)`` with ``i < j`` for thumbnails closer than ``NEAR_DISTANCE``, in blocks of rows."""
     pairs = []
     for start in range(0, len(thumbnails), chunk):
-        distances = 1.0 - thumbnails[start:start + chunk] @ thumbnails.T
+        distances = copy_distances(thumbnails[start:start + chunk], thumbnails)
         rows, columns = np.where(distances < NEAR_DISTANCE)
         pairs.extend((float(distances[r, c]), start + int(r), int(c)) for r, c in zip(rows, columns) if c > start + r)
     return pairs
