@@ -88,6 +88,7 @@ def test_override_applied_with_reason():
         ({"input_height": 16}, r"'input_height' is 16, outside its safe range 64 to 1024"),
         ({"epochs": 2.5}, r"use a whole number in the range 1 to 100"),
         ({"fine_tune": "maybe"}, r"allowed values: \['auto', 'always', 'never'\]"),
+        ({"stretch": "sometimes"}, r"'stretch' is 'sometimes'.*allowed values: \['auto', 'always', 'never'\]"),
         ({"horizontal_flip": "yes"}, r"use true or false"),
         ({"dropout": 0.1}, r"'dropout' is unknown"),
         ({"rotate_90": True, "input_width": 320}, r"not square"),

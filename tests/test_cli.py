@@ -133,3 +133,40 @@ def test_export_round_trip_keeps_counts(tmp_path: Path) -> None:
     assert again["format"] == "native"
     assert again["added"] == 3
     assert again["per_class"] == {"dent": 1, "ok": 2}
+
+
+def _exposed_parts(folder: Path, rng: np.random.Generator) -> Path:
+    """Write good parts at five exposures and a few with a dark spot, as class folders."""
+    for label, count in (("ok", 25), ("spot", 6)):
+        (folder / label).mkdir(parents=True)
+        for index in range(count):
+            scene = 110.0 + 20.0 * np.sin(np.arange(64)[:, None] / 4.0) + rng.normal(0, 5, size=(64, 64))
+            if label == "spot":
+                scene[20:30, 25:35] = 30.0
+            gain = (0.5, 0.75, 1.0, 1.4, 2.0)[index % 5]
+            Image.fromarray(np.clip(scene * gain, 0, 255).astype(np.uint8)).save(folder / label / f"{index:02d}.png")
+    return folder
+
+
+def test_varied_exposure_is_stretched_and_said(tmp_path: Path) -> None:
+    images = _exposed_parts(tmp_path / "images", np.random.default_rng(8))
+    workspace = tmp_path / "ws"
+    run(workspace, "project", "create", "parts", "--task", "anomaly")
+    run(workspace, "import", "parts", str(images))
+
+    printed = run(workspace, "train", "parts").stdout
+    assert "Chosen while training:" in printed
+    assert "intensity range (1st to 99th percentile) is stretched" in printed
+
+    from defectlab.evaluation.runner import evaluate_model, load_stored_model
+    from defectlab.workspace import Workspace
+
+    stored = Workspace.open(workspace)
+    model_id = json.loads(run(workspace, "models", "parts", "--json").stdout)[0]["id"]
+    assert load_stored_model(stored, model_id)[0]["preprocessing"]["stretch"] is True
+    scores = {p.path: p.score for p in evaluate_model(stored, model_id, split="test").predictions}
+    bundle = tmp_path / "bundle"
+    run(workspace, "export-model", str(model_id), str(bundle), "--format", "onnx")
+    lines = run(tmp_path / "other", "predict", str(bundle), *(str(images / path) for path in scores), "--json")
+    for row in map(json.loads, lines.stdout.splitlines()):
+        assert row["score"] == pytest.approx(scores[str(Path(row["path"]).relative_to(images))], abs=1e-3)

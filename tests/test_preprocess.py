@@ -157,3 +157,61 @@ def test_unusual_inputs_get_warnings() -> None:
     twelve_bit = check_input(eight.astype(np.uint16) * 16, prep)
     assert len(twelve_bit) == 2
     assert "outside the intensity range" in twelve_bit[1]
+
+
+def _exposure(rng: np.random.Generator, gain: float) -> np.ndarray:
+    """A textured 8-bit part with a dark 10 x 10 spot, photographed with the given exposure gain."""
+    scene = 100.0 + 25.0 * np.sin(np.arange(80)[:, None] / 3.0) + rng.normal(0, 4, size=(80, 80))
+    scene[30:40, 30:40] = 40.0
+    return np.clip(scene * gain, 0, 255).astype(np.uint8)
+
+
+def test_stretch_makes_exposures_alike() -> None:
+    rng = np.random.default_rng(4)
+    dark, bright = _exposure(rng, 0.6), _exposure(rng, 1.8)
+    kept = Preprocessing(input_size=(40, 40), window=(0.0, 255.0))
+    stretched = Preprocessing(input_size=(40, 40), window=(0.0, 255.0), stretch=True)
+
+    kept_gap = float((to_tensor(bright, kept) - to_tensor(dark, kept)).abs().mean())
+    stretched_gap = float((to_tensor(bright, stretched) - to_tensor(dark, stretched)).abs().mean())
+    window = _to_window(to_tensor(bright, stretched), stretched)
+
+    assert kept_gap > 0.5
+    assert stretched_gap < 0.1 * kept_gap
+    # The 1st and 99th percentiles land on 0.1 and 0.9, so the dark spot stays darker than the rest.
+    values = np.sort(window.numpy().ravel())
+    assert values[int(0.01 * values.size)] == pytest.approx(0.1, abs=0.03)
+    assert values[int(0.99 * values.size) - 1] == pytest.approx(0.9, abs=0.03)
+    assert float(window[15:20, 15:20].mean()) < float(window[25:, 25:].mean()) - 0.3
+
+
+def test_stretch_leaves_flat_image_flat() -> None:
+    prep = Preprocessing(input_size=(32, 32), window=(0.0, 255.0), stretch=True)
+    rng = np.random.default_rng(5)
+    flat = (120 + rng.integers(0, 2, size=(32, 32))).astype(np.uint8)
+
+    window = _to_window(to_tensor(flat, prep), prep)
+
+    # One grey level of noise may move a pixel by at most 1 / (0.02 * 255 / 0.8) of the range.
+    assert float(window.max() - window.min()) <= 0.8 / (0.02 * 255) + 1e-5
+
+
+def test_auto_stretch_follows_brightness_spread() -> None:
+    rng = np.random.default_rng(6)
+    varied = [_exposure(rng, gain) for gain in (0.5, 0.7, 1.0, 1.4, 2.0)]
+    steady = [_exposure(rng, gain) for gain in (0.95, 1.0, 1.05, 1.0, 0.98)]
+
+    assert fit_preprocessing(varied, (40, 40), stretch="auto").stretch
+    assert not fit_preprocessing(steady, (40, 40), stretch="auto").stretch
+    assert not fit_preprocessing(varied, (40, 40), stretch="never").stretch
+    assert fit_preprocessing(steady, (40, 40), stretch="always").stretch
+    with pytest.raises(InvalidInputError, match=r"stretch 'often' is invalid"):
+        fit_preprocessing(steady, (40, 40), stretch="often")
+
+
+def test_model_saved_before_stretch_does_not_stretch() -> None:
+    saved = Preprocessing(input_size=(64, 64), window=(0.0, 255.0), stretch=True).to_dict()
+    del saved["stretch"]
+
+    assert Preprocessing.from_dict(saved).stretch is False
+    assert Preprocessing.from_dict({**saved, "stretch": True}).stretch is True

@@ -14,6 +14,11 @@ same tensor:
    clip. The window is fitted once on the training images
    (``fit_preprocessing``), which makes a narrow 16-bit range such as 900..1200,
    or 12-bit data stored in 16 bits, as usable as full-range 8-bit data.
+   With ``stretch`` set, each image gets its own window instead: its 1st and
+   99th percentiles (after resizing) map to 0.1 and 0.9. The auto-tuner sets it
+   when the good images' brightness varies widely, as with changing exposure,
+   so that parts photographed darker or brighter look alike to the model (see
+   ``fit_preprocessing``).
 4. Replicate grayscale to three channels.
 5. Normalize each channel with ``mean`` and ``std``.
 
@@ -27,6 +32,7 @@ factor of about 4 per channel, against about 1.3 with these defaults. ``tests/te
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +42,20 @@ from PIL import Image
 
 from defectlab.errors import InvalidInputError
 
-__all__ = ["LITE_MEAN", "LITE_STD", "Preprocessing", "check_input", "fit_preprocessing", "to_array", "to_arrays"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BRIGHTNESS_SPREAD",
+    "LITE_MEAN",
+    "LITE_STD",
+    "STRETCH_CHOICES",
+    "Preprocessing",
+    "brightness_spread",
+    "check_input",
+    "fit_preprocessing",
+    "to_array",
+    "to_arrays",
+]
 
 LITE_MEAN = (127.0 / 255.0,) * 3
 """Per-channel mean, on the 0..1 scale, that the EfficientNet-Lite weights expect."""
@@ -46,6 +65,28 @@ LITE_STD = (128.0 / 255.0,) * 3
 
 _SAMPLES_PER_IMAGE = 20_000
 """Pixels drawn from each image when fitting the window; bounds time and memory."""
+
+STRETCH_PERCENTILES = (1.0, 99.0)
+"""Percentiles of an image's own intensities that a stretched image maps to ``_STRETCH_TARGET``."""
+
+_STRETCH_TARGET = (0.1, 0.9)
+"""Where the stretch puts an image's percentiles; the margins keep brighter or darker defects unclipped."""
+
+_STRETCH_MIN_SPAN = 0.02
+"""Smallest percentile span stretched, as a share of full scale, so a flat image's noise is not blown up."""
+
+BRIGHTNESS_SPREAD = 1.5
+"""Ratio of bright to dark images' median intensity (90th to 10th percentile over the
+training images) above which ``stretch="auto"`` stretches each image.
+
+Magnetic-tile images, photographed at several exposures, have a ratio of 2.3,
+and stretching raised the anomaly model's dev AUROC there from 0.952 to 0.963
+(96 x 96 px, two halves of the dev images each calibrating for the other).
+KolektorSDD, at one exposure, has 1.13 and is not stretched: there it made no
+difference on the dev images (0.939 against 0.938).
+"""
+
+STRETCH_CHOICES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -60,6 +101,8 @@ class Preprocessing:
             65535); an image of the other type is rescaled to it first.
         mean: Per-channel mean subtracted after windowing, on the 0..1 scale.
         std: Per-channel standard deviation divided by after subtracting ``mean``.
+        stretch: Map each image's own 1st to 99th intensity percentiles to 0.1..0.9
+            in place of ``window`` (see the module docstring).
     """
 
     input_size: tuple[int, int]
@@ -67,6 +110,7 @@ class Preprocessing:
     full_scale: float = 255.0
     mean: tuple[float, float, float] = field(default=LITE_MEAN)
     std: tuple[float, float, float] = field(default=LITE_STD)
+    stretch: bool = False
 
     def __post_init__(self) -> None:
         height, width = self.input_size
@@ -82,7 +126,9 @@ class Preprocessing:
         if self.full_scale not in (255.0, 65535.0):
             raise InvalidInputError(f"full scale {self.full_scale} is invalid; use 255 (8-bit) or 65535 (16-bit)")
         if high > self.full_scale:
-            raise InvalidInputError(f"intensity window ({low}, {high}) is invalid; it must lie within 0..{self.full_scale:g}")
+            raise InvalidInputError(
+                f"intensity window ({low}, {high}) is invalid; it must lie within 0..{self.full_scale:g}"
+            )
         if min(self.std) <= 0:
             raise InvalidInputError(f"normalization std {self.std} is invalid; every value must be positive")
 
@@ -94,6 +140,7 @@ class Preprocessing:
             "full_scale": float(self.full_scale),
             "mean": [float(v) for v in self.mean],
             "std": [float(v) for v in self.std],
+            "stretch": bool(self.stretch),
         }
 
     @classmethod
@@ -110,6 +157,8 @@ class Preprocessing:
                 full_scale=float(data.get("full_scale") or _legacy_full_scale(data["window"])),
                 mean=tuple(float(v) for v in data["mean"]),
                 std=tuple(float(v) for v in data["std"]),
+                # Models saved before the stretch existed did not stretch.
+                stretch=bool(data.get("stretch", False)),
             )
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise InvalidInputError(
@@ -125,6 +174,7 @@ def fit_preprocessing(
     percentiles: tuple[float, float] = (0.5, 99.5),
     margin: float = 0.25,
     seed: int = 0,
+    stretch: str = "never",
 ) -> Preprocessing:
     """Fit the intensity window on training images.
 
@@ -139,11 +189,17 @@ def fit_preprocessing(
         percentiles: Lower and upper percentile, each in 0..100.
         margin: Widening on each side, as a fraction of the percentile span (>= 0).
         seed: Seed of the pixel sampling, so the same images give the same window.
+        stretch: ``"always"`` or ``"never"`` stretch each image (see the module
+            docstring); ``"auto"`` stretches when the images' brightness varies
+            widely: the 90th percentile of their median intensities is more than
+            ``BRIGHTNESS_SPREAD`` times the 10th.
 
     Raises:
-        InvalidInputError: No image was given, or an image has an unsupported
-            shape or dtype.
+        InvalidInputError: No image was given, an image has an unsupported shape
+            or dtype, or ``stretch`` is not one of ``STRETCH_CHOICES``.
     """
+    if stretch not in STRETCH_CHOICES:
+        raise InvalidInputError(f"stretch {stretch!r} is invalid; use one of {list(STRETCH_CHOICES)}")
     rng = np.random.default_rng(seed)
     samples, type_max = [], 255.0
     for pixels in images:
@@ -161,8 +217,24 @@ def fit_preprocessing(
     span = max(float(high - low), 1.0)
     low = max(float(low) - margin * span, 0.0)
     high = min(float(high) + margin * span, type_max)
+    stretched = stretch == "always" or (stretch == "auto" and brightness_spread(samples) > BRIGHTNESS_SPREAD)
     return Preprocessing(input_size=(int(input_size[0]), int(input_size[1])), window=(low, max(high, low + 1.0)),
-                         full_scale=type_max)
+                         full_scale=type_max, stretch=stretched)
+
+
+def brightness_spread(samples: Sequence[np.ndarray]) -> float:
+    """Return the 90th over the 10th percentile of the images' median intensities, >= 1.
+
+    Args:
+        samples: Per image, pixel values as fractions of the pixel type's maximum.
+    """
+    medians = np.array([np.median(sample) for sample in samples if sample.size], dtype=np.float64)
+    if medians.size == 0:
+        return 1.0
+    dark, bright = np.percentile(np.maximum(medians, 0.01), (10, 90))
+    spread = float(bright / dark)
+    logger.info("brightness spread of %d images: %.2f (stretch above %.2f)", medians.size, spread, BRIGHTNESS_SPREAD)
+    return spread
 
 
 def _legacy_full_scale(window: Sequence[float]) -> float:
@@ -210,11 +282,20 @@ def to_array(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     own_max = float(np.iinfo(pixels.dtype).max)
     if own_max != prep.full_scale:
         resized *= np.float32(prep.full_scale / own_max)
-    low, high = prep.window
+    low, high = _own_window(resized, prep) if prep.stretch else prep.window
     scaled = np.clip((resized - low) / (high - low), 0.0, 1.0)
     mean = np.asarray(prep.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(prep.std, dtype=np.float32)[:, None, None]
     return ((scaled - mean) / std).astype(np.float32)
+
+
+def _own_window(resized: np.ndarray, prep: Preprocessing) -> tuple[float, float]:
+    """Return the window that maps this image's stretch percentiles to ``_STRETCH_TARGET``."""
+    first, last = np.percentile(resized, STRETCH_PERCENTILES)
+    span = max(float(last - first), _STRETCH_MIN_SPAN * prep.full_scale)
+    start, end = _STRETCH_TARGET
+    scale = span / (end - start)
+    return float(first) - start * scale, float(first) + (1.0 - start) * scale
 
 
 def check_input(pixels: np.ndarray, prep: Preprocessing, *, clipped_share: float = 0.25) -> list[str]:

@@ -261,7 +261,7 @@ def train_anomaly_detector(
             sizes may differ. Items are read one batch at a time, so a lazy
             sequence that decodes on access keeps memory bounded.
         plan: Settings from ``plan_training``; uses ``input_size``,
-            ``memory_bank_size``, ``calibration_fraction``, ``escape_cost`` and ``seed``.
+            ``memory_bank_size``, ``calibration_fraction``, ``escape_cost``, ``stretch`` and ``seed``.
         calibration_images: Held-out images whose good ones set the position
             statistics and which all set the threshold. When empty,
             ``plan.calibration_fraction`` of ``images`` is held out instead.
@@ -278,7 +278,8 @@ def train_anomaly_detector(
     train, calibration, labels = _split_calibration(images, plan, calibration_images, calibration_labels)
     total = len(train) + len(calibration) + 1
 
-    prep = fit_preprocessing((train[i] for i in range(len(train))), plan.input_size, seed=plan.seed)
+    prep = fit_preprocessing((train[i] for i in range(len(train))), plan.input_size, seed=plan.seed,
+                             stretch=plan.stretch)
     backbone = load_efficientnet_lite0()
     pool = _pool_patch_features(backbone, train, prep, seed=plan.seed, report=lambda done: report(done, total, "Extracting patch features"))
     report(len(train), total, "Selecting the memory bank")

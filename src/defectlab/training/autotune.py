@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from defectlab.errors import InvalidInputError
+from defectlab.images.prepare import STRETCH_CHOICES
 
 __all__ = [
     "OK_CLASS",
@@ -38,7 +39,11 @@ OK_CLASS = "ok"
 TASKS = ("classification", "anomaly")
 """Task types the auto-tuner plans for."""
 
-_CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {"fine_tune": ("auto", "always", "never"), "head": ("patches", "global")}
+_CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "fine_tune": ("auto", "always", "never"),
+    "head": ("patches", "global"),
+    "stretch": STRETCH_CHOICES,
+}
 _BOOL_SETTINGS = ("horizontal_flip", "vertical_flip", "rotate_90")
 
 SETTING_RANGES: dict[str, tuple[float, float]] = {
@@ -140,6 +145,9 @@ class TrainingPlan:
             (``defectlab.training.classifier``).
         class_weights: Loss weight per class name; mean weight over the training
             images is 1.
+        stretch: ``"auto"`` stretches each image's own intensity range to a fixed
+            one when the training images' brightness varies widely;
+            ``"always"`` or ``"never"`` force it (``defectlab.images.prepare``).
         memory_bank_size: Patch features kept by anomaly detection.
         calibration_fraction: Share of the good training images held out to set the
             anomaly threshold when no calibration images are given.
@@ -160,6 +168,7 @@ class TrainingPlan:
     head: str = "patches"
     fine_tune_blocks: int = 2
     class_weights: dict[str, float] = field(default_factory=dict)
+    stretch: str = "auto"
     memory_bank_size: int = 10_000
     calibration_fraction: float = 0.15
     escape_cost: float = 5.0
@@ -209,7 +218,7 @@ def plan_training(
             are ignored; images with no split count as training images.
         task: ``"classification"`` or ``"anomaly"``.
         overrides: Settings chosen by the user, by name; see ``SETTING_RANGES`` and
-            ``fine_tune`` (``"auto"``, ``"always"``, ``"never"``), ``horizontal_flip``,
+            ``fine_tune`` and ``stretch`` (``"auto"``, ``"always"``, ``"never"``), ``horizontal_flip``,
             ``vertical_flip`` and ``rotate_90`` (booleans).
 
     Raises:
@@ -334,7 +343,8 @@ def _describe_intensity(images: Sequence[ImageStats], reasons: list[str]) -> Non
     reasons.append(
         f"Images are {kind} with bit depth {', '.join(map(str, depths))}; the intensity window is fitted on the "
         "training images' 0.5 and 99.5 percentiles, so a narrow range (such as 12-bit data in 16-bit files) "
-        "uses the full input range."
+        "uses the full input range. If the training images' brightness varies widely, as with changing exposure, "
+        "each image's own range is stretched instead; the decision is made when the images are read."
     )
 
 

@@ -231,7 +231,8 @@ def train_classifier(
         train_view, dev_images = Subset(images, train_index), Subset(images, dev_index)
         train_labels, dev_label_array = train_labels[train_index], train_labels[dev_index]
 
-    prep = fit_preprocessing((train_view[i] for i in range(len(train_view))), plan.input_size, seed=plan.seed)
+    prep = fit_preprocessing((train_view[i] for i in range(len(train_view))), plan.input_size, seed=plan.seed,
+                             stretch=plan.stretch)
     network = load_efficientnet_lite0()
     split = NUM_BLOCKS - plan.fine_tune_blocks
     copies = _copies(plan.augmentations, plan.input_size)

@@ -238,7 +238,7 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
         images: Training pixels, read once each; a lazy sequence keeps memory bounded.
         labels: Class index per training image.
         class_names: Class per index; ``ok`` is the no-defect class.
-        plan: Uses ``input_size``, ``epochs``, ``class_weights``, ``escape_cost`` and ``seed``.
+        plan: Uses ``input_size``, ``epochs``, ``class_weights``, ``escape_cost``, ``stretch`` and ``seed``.
         dev_images: Held-out images that pick the threshold and give the dev loss
             curve (at least one).
         dev_labels: Class index per dev image.
@@ -258,7 +258,8 @@ def train_patch_classifier(images: Sequence[np.ndarray], labels: Sequence[int], 
     torch.manual_seed(plan.seed)
     rng = np.random.default_rng(plan.seed)
 
-    prep = fit_preprocessing((images[i] for i in range(len(images))), plan.input_size, seed=plan.seed)
+    prep = fit_preprocessing((images[i] for i in range(len(images))), plan.input_size, seed=plan.seed,
+                             stretch=plan.stretch)
     backbone = load_efficientnet_lite0()
     total = len(images) + len(dev_images) + plan.epochs
     cache = _cache(backbone, images, prep, _COPIES, lambda done: report(done, total, "Extracting features"))

@@ -23,6 +23,7 @@ from defectlab.data.pixels import StoredMasks, StoredPixels
 from defectlab.data.snapshot import SnapshotImage, freeze_image, take_snapshot
 from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.formats.records import OK_CLASS
+from defectlab.images.prepare import BRIGHTNESS_SPREAD
 from defectlab.models.artifact import dump_artifact, new_artifact
 from defectlab.training.autotune import ImageStats, TrainingPlan, plan_training
 from defectlab.training.curves import EpochCallback, standard_curves
@@ -105,11 +106,25 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
 
     search_scale = not {"input_height", "input_width"} & set(overrides or {})
     fitted, plan = _fit(workspace, task, labeled, plan, progress, search_scale=search_scale, on_epoch=on_epoch)
+    plan = _explain_stretch(plan, fitted["preprocessing"])
     model_id = _register(workspace, project_name, assigned, plan, fitted)
     seconds = time.monotonic() - started
     logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
     return TrainingResult(model_id, project_name, task, fitted["class_names"], fitted["threshold"], plan,
                           _counts(labeled), seconds, standard_curves(fitted["loss_history"]))
+
+
+def _explain_stretch(plan: TrainingPlan, preprocessing: dict[str, Any]) -> TrainingPlan:
+    """Add the reason for stretching each image's intensities when training chose to."""
+    if not preprocessing.get("stretch"):
+        return plan
+    cause = ("the user chose it" if plan.stretch == "always" else
+           f"the good training images' brightness varies widely (bright images' median intensity more than "
+           f"{BRIGHTNESS_SPREAD:g} times dark images'), as with changing exposure")
+    reason = (f"Each image's own intensity range (1st to 99th percentile) is stretched to the same input range "
+              f"because {cause}; parts photographed darker or brighter then look alike to the model. If a part "
+              "too dark or too bright as a whole is itself a defect, train with --set stretch=never.")
+    return replace(plan, reasons=(*plan.reasons, reason))
 
 
 def _train_regions(workspace: Workspace, project_name: str, task: str, labeled: list[SnapshotImage],
