@@ -8,7 +8,7 @@ import pytest
 from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.samples import draw_part
 from defectlab.training.autotune import ImageStats, plan_training
-from defectlab.training.patches import PatchClassifier, train_patch_classifier
+from defectlab.training.patches import HEADS, PatchClassifier, train_patch_classifier
 
 CLASSES = ["ok", "scratch", "spot"]
 
@@ -113,3 +113,31 @@ def test_unknown_test_time_copy_rejected(trained) -> None:
     saved["test_time_copies"] = ["rotate_45"]
     with pytest.raises(InvalidInputError, match="rotate_45"):
         PatchClassifier.from_dict(saved)
+
+
+def _one_head(saved: dict, member: int) -> PatchClassifier:
+    """Return the saved model with only head ``member``, in the version 1 layout of a single head."""
+    single = {key: value for key, value in saved.items() if key != "heads"}
+    return PatchClassifier.from_dict({**single, "version": 1, "head": saved["heads"][member]})
+
+
+def test_prediction_is_mean_of_the_heads(trained) -> None:
+    model, images, _ = trained
+    saved = model.to_dict()
+    assert len(saved["heads"]) == HEADS == 3
+
+    members = [_one_head(saved, member).predict_proba(images) for member in range(HEADS)]
+
+    assert np.allclose(model.predict_proba(images), np.mean(members, axis=0), atol=1e-6)
+    # Each head has its own random start, so the heads differ.
+    assert not np.allclose(members[0], members[1], atol=1e-3)
+
+
+def test_version_1_model_keeps_its_one_head(trained) -> None:
+    model, images, _ = trained
+    restored = _one_head(model.to_dict(), 0)
+
+    assert restored.to_dict()["version"] == 2
+    assert len(restored.to_dict()["heads"]) == 1
+    assert np.array_equal(PatchClassifier.from_dict(restored.to_dict()).predict_proba(images),
+                          restored.predict_proba(images))
