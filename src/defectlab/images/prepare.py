@@ -16,7 +16,7 @@ same tensor:
    or 12-bit data stored in 16 bits, as usable as full-range 8-bit data.
    With ``stretch`` set, each image gets its own window instead: its 1st and
    99th percentiles (after resizing) map to 0.1 and 0.9. The auto-tuner sets it
-   when the good images' brightness varies widely, as with changing exposure,
+   when the training images' brightness varies widely, as with changing exposure,
    so that parts photographed darker or brighter look alike to the model (see
    ``fit_preprocessing``).
 4. Replicate grayscale to three channels.
@@ -81,7 +81,9 @@ training images) above which ``stretch="auto"`` stretches each image.
 
 Magnetic-tile images, photographed at several exposures, have a ratio of 2.3,
 and stretching raised the anomaly model's dev AUROC there from 0.952 to 0.963
-(96 x 96 px, two halves of the dev images each calibrating for the other).
+(96 x 96 px, two halves of the dev images each calibrating for the other) and the
+patch classifier's from 0.987 to 0.992 (5-fold cross-validation over the train and
+dev images).
 KolektorSDD, at one exposure, has 1.13 and is not stretched: there it made no
 difference on the dev images (0.939 against 0.938).
 """

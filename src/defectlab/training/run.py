@@ -119,7 +119,7 @@ def _explain_stretch(plan: TrainingPlan, preprocessing: dict[str, Any]) -> Train
     if not preprocessing.get("stretch"):
         return plan
     cause = ("the user chose it" if plan.stretch == "always" else
-           f"the good training images' brightness varies widely (bright images' median intensity more than "
+           f"the training images' brightness varies widely (bright images' median intensity more than "
            f"{BRIGHTNESS_SPREAD:g} times dark images'), as with changing exposure")
     reason = (f"Each image's own intensity range (1st to 99th percentile) is stretched to the same input range "
               f"because {cause}; parts photographed darker or brighter then look alike to the model. If a part "
