@@ -169,15 +169,15 @@ def _exposure(rng: np.random.Generator, gain: float) -> np.ndarray:
 def test_stretch_makes_exposures_alike() -> None:
     rng = np.random.default_rng(4)
     dark, bright = _exposure(rng, 0.6), _exposure(rng, 1.8)
-    kept = Preprocessing(input_size=(40, 40), window=(0.0, 255.0))
+    unstretched = Preprocessing(input_size=(40, 40), window=(0.0, 255.0))
     stretched = Preprocessing(input_size=(40, 40), window=(0.0, 255.0), stretch=True)
 
-    kept_gap = float((to_tensor(bright, kept) - to_tensor(dark, kept)).abs().mean())
+    unstretched_gap = float((to_tensor(bright, unstretched) - to_tensor(dark, unstretched)).abs().mean())
     stretched_gap = float((to_tensor(bright, stretched) - to_tensor(dark, stretched)).abs().mean())
     window = _to_window(to_tensor(bright, stretched), stretched)
 
-    assert kept_gap > 0.5
-    assert stretched_gap < 0.1 * kept_gap
+    assert unstretched_gap > 0.5
+    assert stretched_gap < 0.1 * unstretched_gap
     # The 1st and 99th percentiles land on 0.1 and 0.9, so the dark spot stays darker than the rest.
     values = np.sort(window.numpy().ravel())
     assert values[int(0.01 * values.size)] == pytest.approx(0.1, abs=0.03)

@@ -70,7 +70,10 @@ STRETCH_PERCENTILES = (1.0, 99.0)
 """Percentiles of an image's own intensities that a stretched image maps to ``_STRETCH_TARGET``."""
 
 _STRETCH_TARGET = (0.1, 0.9)
-"""Where the stretch puts an image's percentiles; the margins keep brighter or darker defects unclipped."""
+"""Input values, on the 0..1 scale, of a stretched image's percentiles.
+
+The margins below 0.1 and above 0.9 keep brighter or darker defects unclipped.
+"""
 
 _STRETCH_MIN_SPAN = 0.02
 """Smallest percentile span stretched, as a share of full scale, so a flat image's noise is not blown up."""
@@ -79,9 +82,9 @@ BRIGHTNESS_SPREAD = 1.5
 """Ratio of bright to dark images' median intensity (90th to 10th percentile over the
 training images) above which ``stretch="auto"`` stretches each image.
 
-Magnetic-tile images, photographed at several exposures, have a ratio of 2.3,
-and stretching raised the anomaly model's dev AUROC there from 0.952 to 0.963
-(96 x 96 px, two halves of the dev images each calibrating for the other) and the
+Magnetic-tile images, photographed at several exposures, have a ratio of 2.3.
+There, stretching raised the anomaly model's dev AUROC from 0.952 to 0.963 (96 x 96
+px, two halves of the dev images each calibrating for the other). It raised the
 patch classifier's from 0.987 to 0.992 (5-fold cross-validation over the train and
 dev images).
 KolektorSDD, at one exposure, has 1.13 and is not stretched: there it made no
