@@ -86,12 +86,12 @@ Magnetic-tile images, photographed at several exposures, have a ratio of 2.3.
 There, stretching raised the anomaly model's dev AUROC from 0.952 to 0.963 (96 x 96
 px, two halves of the dev images each calibrating for the other). It raised the
 patch classifier's from 0.987 to 0.992 (5-fold cross-validation over the train and
-dev images).
-KolektorSDD, at one exposure, has 1.13 and is not stretched: there it made no
+dev images). KolektorSDD, at one exposure, has 1.13 and is not stretched: there it made no
 difference on the dev images (0.939 against 0.938).
 """
 
 STRETCH_CHOICES = ("auto", "always", "never")
+"""Values of ``fit_preprocessing``'s ``stretch``: decide from the images, or stretch always or never."""
 
 
 @dataclass(frozen=True)

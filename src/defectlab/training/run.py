@@ -118,11 +118,13 @@ def _explain_stretch(plan: TrainingPlan, preprocessing: dict[str, Any]) -> Train
     """Add the reason for stretching each image's intensities when training chose to."""
     if not preprocessing.get("stretch"):
         return plan
-    cause = ("the user chose it" if plan.stretch == "always" else
-           f"the training images' brightness varies widely (bright images' median intensity more than "
-           f"{BRIGHTNESS_SPREAD:g} times dark images'), as with changing exposure")
+    if plan.stretch == "always":
+        cause = "the user chose it"
+    else:
+        cause = (f"the training images' brightness varies widely (bright images' median intensity more than "
+                 f"{BRIGHTNESS_SPREAD:g} times dark images'), as with changing exposure")
     reason = (f"Each image's own intensity range (1st to 99th percentile) is stretched to the same input range "
-              f"because {cause}; parts photographed darker or brighter then look alike to the model. If a part "
+              f"because {cause}. Parts photographed darker or brighter then look alike to the model. If a part "
               "too dark or too bright as a whole is itself a defect, train with --set stretch=never.")
     return replace(plan, reasons=(*plan.reasons, reason))
 
