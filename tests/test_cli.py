@@ -155,8 +155,10 @@ def test_varied_exposure_is_stretched_and_said(tmp_path: Path) -> None:
     run(workspace, "import", "parts", str(images))
 
     printed = run(workspace, "train", "parts").stdout
-    assert "Chosen while training:" in printed
-    assert "intensity range (1st to 99th percentile) is stretched" in printed
+    stretched = "intensity range (1st to 99th percentile) is stretched"
+    assert printed.count(stretched) == 1
+    assert printed.index("Settings chosen from the data:") < printed.index("Chosen while training:")
+    assert printed.index("Chosen while training:") < printed.index(stretched)
 
     from defectlab.evaluation.runner import evaluate_model, load_stored_model
     from defectlab.workspace import Workspace

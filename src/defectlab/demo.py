@@ -81,11 +81,9 @@ def _run_task(workspace: Workspace, source: Path, task: str, echo: Callable[[str
         echo(f"import found {errors} errors and {len(report.problems) - errors} warnings; the first: "
              f"{report.problems[0]} (all are listed by 'defectlab import PROJECT PATH')")
 
-    printed_reasons: list[str] = []
-    result = train_project(workspace, name, on_plan=lambda plan: printed_reasons.extend(_show_plan(plan, echo)))
-    for reason in result.plan.reasons:
-        if reason not in printed_reasons:
-            echo(f"  - chosen while training: {reason}")
+    result = train_project(workspace, name, on_plan=lambda plan: _show_plan(plan, echo))
+    for reason in result.later_reasons:
+        echo(f"  - chosen while training: {reason}")
     height, width = result.plan.input_size
     echo(f"trained model {result.model_id} in {result.seconds:.0f} s at an input of {height} x {width} px")
     run = evaluate_model(workspace, result.model_id, split="test")
@@ -96,13 +94,12 @@ def _run_task(workspace: Workspace, source: Path, task: str, echo: Callable[[str
             "accuracy": figures.accuracy, "auroc": figures.auroc}
 
 
-def _show_plan(plan, echo: Callable[[str], None]) -> list[str]:  # noqa: ANN001 - a TrainingPlan
-    """Print the plan's reasons and warnings; return the reasons printed."""
+def _show_plan(plan, echo: Callable[[str], None]) -> None:  # noqa: ANN001 - a TrainingPlan
+    """Print the plan's reasons and warnings."""
     for reason in plan.reasons:
         echo(f"  - {reason}")
     for warning in plan.warnings:
         echo(f"  warning: {warning}")
-    return list(plan.reasons)
 
 
 def _predict_held_back(workspace: Workspace, model_id: int, source: Path, echo: Callable[[str], None]) -> None:

@@ -23,31 +23,28 @@ def train(
     from defectlab.training.run import train_project
 
     bar = ProgressBar()
-    printed_reasons: list[str] = []
     result = train_project(open_workspace(), project, overrides=parse_settings(setting or []), progress=bar,
-                           on_plan=None if as_json else lambda plan: printed_reasons.extend(_show_plan(plan)))
+                           on_plan=None if as_json else _show_plan)
     bar.close()
     if as_json:
         echo_json(result.to_dict())
         return
-    later = [reason for reason in result.plan.reasons if reason not in printed_reasons]
-    if later:
+    if result.later_reasons:
         typer.echo("Chosen while training:")
-        for reason in later:
+        for reason in result.later_reasons:
             typer.echo(f"  - {reason}")
     height, width = result.plan.input_size
     typer.echo(f"model {result.model_id} trained in {result.seconds:.0f} s (input {height} x {width} px, "
                f"threshold {result.threshold:.3f}); evaluate it with 'defectlab evaluate {result.model_id}'")
 
 
-def _show_plan(plan) -> list[str]:  # noqa: ANN001 - a TrainingPlan
-    """Print the plan's reasons and warnings; return the reasons printed."""
+def _show_plan(plan) -> None:  # noqa: ANN001 - a TrainingPlan
+    """Print the plan's reasons and warnings."""
     typer.echo("Settings chosen from the data:")
     for reason in plan.reasons:
         typer.echo(f"  - {reason}")
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    return list(plan.reasons)
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:

@@ -43,7 +43,11 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass
 class TrainingResult:
-    """A finished training run: the new model and what was chosen for it."""
+    """A finished training run: the new model and what was chosen for it.
+
+    ``later_reasons`` are the plan's reasons added while fitting (the input size
+    chosen on dev images, the stretch), which ``on_plan`` could not show yet.
+    """
 
     model_id: int
     project: str
@@ -54,6 +58,7 @@ class TrainingResult:
     counts: dict[str, dict[str, int]]
     seconds: float
     loss_curves: dict[str, list[float | None]]
+    later_reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +108,7 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
         plan = _announce_scales(plan)
     if on_plan is not None:
         on_plan(plan)
+    announced = set(plan.reasons)
 
     search_scale = not {"input_height", "input_width"} & set(overrides or {})
     fitted, plan = _fit(workspace, task, labeled, plan, progress, search_scale=search_scale, on_epoch=on_epoch)
@@ -111,7 +117,8 @@ def train_project(workspace: Workspace, project_name: str, *, overrides: dict[st
     seconds = time.monotonic() - started
     logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
     return TrainingResult(model_id, project_name, task, fitted["class_names"], fitted["threshold"], plan,
-                          _counts(labeled), seconds, standard_curves(fitted["loss_history"]))
+                          _counts(labeled), seconds, standard_curves(fitted["loss_history"]),
+                          tuple(reason for reason in plan.reasons if reason not in announced))
 
 
 def _explain_stretch(plan: TrainingPlan, preprocessing: dict[str, Any]) -> TrainingPlan:
