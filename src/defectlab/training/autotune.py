@@ -375,8 +375,8 @@ def _plan_classification(
     reasons.append(
         f"{total} training images: every 16 x 16-pixel patch is scored for every class from frozen pretrained "
         "features, and one defective patch is enough to call the image defective, so small defects are not "
-        "averaged away; the head trains on flipped copies and keeps the epoch with the lowest dev loss "
-        "(set head=global for a classifier of the whole-image feature with fine-tuned last blocks)."
+        "averaged away. Three heads train on flipped copies from different random starts, and each keeps its "
+        "final epoch (set head=global for a classifier of the whole-image feature with fine-tuned last blocks)."
     )
     return replace(plan, class_weights=weights, epochs=epochs, augmentations=augmentations)
 
