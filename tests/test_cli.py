@@ -112,10 +112,25 @@ def test_predict_reports_unreadable_file_and_goes_on(tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     good = tmp_path / "images" / "good" / "000.png"
-    result = run(tmp_path / "ws", "predict", str(model_id), str(broken), str(good), "--json", check=False)
+    result = run(tmp_path / "ws", "predict", str(model_id), str(broken), str(good), "--json",
+                 "--heatmaps", str(tmp_path / "heatmaps"), "--masks", str(tmp_path / "masks"), check=False)
     assert result.returncode == 2
     assert "broken.png" in result.stderr
     assert json.loads(result.stdout.strip())["path"] == str(good)
+    # An anomaly model gives heatmaps but no masks, and says so.
+    assert len(list((tmp_path / "heatmaps").glob("*.png"))) == 1
+    assert "no heatmaps were written" not in result.stderr
+    assert "warning: no masks were written because this model gives none" in result.stderr
+    assert not (tmp_path / "masks").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export-model"])
+def test_project_name_for_model_id_exits_2(tmp_path: Path, command: str) -> None:
+    args = [command, "parts"] + ([str(tmp_path / "model.pt")] if command == "export-model" else [])
+    result = run(tmp_path / "ws", *args, check=False)
+    assert result.returncode == 2
+    assert "'parts' is not a model id" in result.stderr
+    assert "defectlab models parts" in result.stderr
 
 
 def test_export_round_trip_keeps_counts(tmp_path: Path) -> None:

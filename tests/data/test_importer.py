@@ -209,3 +209,47 @@ def test_summary_reports_stored_split(workspace: Workspace, tmp_path: Path) -> N
 
     assert again.unchanged == 1
     assert again.per_split == {"test": 1}
+
+
+def _yolo_dataset(root: Path) -> None:
+    save(root / "images" / "train" / "a.png", gray(90, 64))
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n", encoding="utf-8")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [scratch]\n", encoding="utf-8")
+
+
+def test_broken_dataset_yaml_changes_nothing(workspace: Workspace, tmp_path: Path) -> None:
+    _yolo_dataset(tmp_path / "data")
+    workspace.create_project("p", "detection")
+    import_path(workspace, "p", tmp_path / "data")
+    before = labels(workspace, "p")
+    (tmp_path / "data" / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [scratch\n", encoding="utf-8")
+
+    with pytest.raises(InvalidInputError) as raised:
+        import_path(workspace, "p", tmp_path / "data")
+
+    message = str(raised.value)
+    assert "data.yaml: dataset YAML is invalid (line " in message
+    assert "Nothing was imported" in message
+    assert "\n" not in message
+    assert before["images/train/a.png"] == [("box", "scratch")]
+    assert labels(workspace, "p") == before
+
+
+def test_dataset_yaml_that_is_a_list_rejected(workspace: Workspace, tmp_path: Path) -> None:
+    _yolo_dataset(tmp_path / "data")
+    (tmp_path / "data" / "data.yaml").write_text("- scratch\n- dent\n", encoding="utf-8")
+    workspace.create_project("p", "detection")
+
+    with pytest.raises(InvalidInputError, match="data.yaml: dataset YAML is not a mapping"):
+        import_path(workspace, "p", tmp_path / "data", format="yolo")
+
+    assert image_rows(workspace, "p") == {}
+
+
+def test_invalid_json_named_with_line(workspace: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text('{"images": [\n  {"id": 1,}\n]}', encoding="utf-8")
+    workspace.create_project("p", "detection")
+
+    with pytest.raises(InvalidInputError, match=r"broken.json is not valid JSON \(line 2, column"):
+        import_path(workspace, "p", tmp_path / "broken.json")

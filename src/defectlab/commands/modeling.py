@@ -71,7 +71,7 @@ def _parse_value(text: str) -> Any:
 
 @app.command("evaluate")
 def evaluate(
-    model: Annotated[int, typer.Argument(help="Model id, as printed by 'train' and 'models'.")],
+    model: Annotated[str, typer.Argument(help="Model id, as printed by 'train' and 'models'.")],
     split: Annotated[str, typer.Option(help="Split to evaluate on: train, dev or test.")] = "test",
     report: Annotated[Optional[Path], typer.Option(help="Folder for report.html (default: in the workspace).")] = None,
     as_json: Annotated[bool, flag("--json", help="Print the metrics as JSON.")] = False,
@@ -79,7 +79,7 @@ def evaluate(
     """Measure a model on one split and write an HTML report."""
     from defectlab.evaluation.runner import evaluate_model
 
-    run = evaluate_model(open_workspace(), model, split=split, report_dir=report)
+    run = evaluate_model(open_workspace(), model_id(model), split=split, report_dir=report)
     if as_json:
         echo_json(run.to_dict())
         return
@@ -151,16 +151,21 @@ def predict(
 
     predictor = load_predictor(model)
     failures = 0
+    written = {"heatmaps": 0, "masks": 0}
+    predicted = 0
     for result in predictor.predict_files(paths, heatmaps=heatmaps is not None):
         if isinstance(result, DefectlabError):
             failures += 1
             typer.echo(f"error: {result}", err=True)
             continue
+        predicted += 1
         row = result.to_dict()
         if heatmaps is not None and result.heatmap is not None:
             row["heatmap"] = str(save_heatmap(result.heatmap, heatmaps, result.path))
+            written["heatmaps"] += 1
         if masks is not None and result.mask is not None:
             row["mask"] = str(save_mask(result.mask, masks, result.path))
+            written["masks"] += 1
         if as_json:
             echo_json(row)
         else:
@@ -168,8 +173,33 @@ def predict(
             found = result.regions if result.regions is not None else result.boxes
             counted = f"  ({sum(r['counts'] for r in found)} regions)" if found else ""
             typer.echo(f"{verdict:<6} {result.label:<16} score {result.score:.3f}  {result.path}{counted}")
+    _warn_unwritten(predicted, written, heatmaps=heatmaps, masks=masks)
     if failures:
         raise typer.Exit(code=2)
+
+
+def _warn_unwritten(predicted: int, written: dict[str, int], *, heatmaps: Path | None, masks: Path | None) -> None:
+    """Warn when --heatmaps or --masks was given but the model gave none to write."""
+    if predicted and heatmaps is not None and not written["heatmaps"]:
+        typer.echo("warning: no heatmaps were written because this model gives none; --heatmaps applies to "
+                   "anomaly and segmentation models", err=True)
+    if predicted and masks is not None and not written["masks"]:
+        typer.echo("warning: no masks were written because this model gives none; --masks applies to "
+                   "segmentation models", err=True)
+
+
+def model_id(text: str) -> int:
+    """Return the model id that ``text`` spells.
+
+    Raises:
+        InvalidInputError: ``text`` is not a whole number, such as a project name given by mistake.
+    """
+    if text.strip().isdigit():
+        return int(text)
+    raise InvalidInputError(
+        f"{text!r} is not a model id; give the number that 'train' printed, or list a project's models "
+        f"with 'defectlab models {text}'"
+    )
 
 
 def load_predictor(model: str):  # noqa: ANN201 - a Predictor, imported lazily
@@ -209,26 +239,27 @@ def _percent(value: float | None) -> str:
 
 @app.command("export-model")
 def export_model(
-    model: Annotated[int, typer.Argument(help="Model id, as printed by 'train' and 'models'.")],
+    model: Annotated[str, typer.Argument(help="Model id, as printed by 'train' and 'models'.")],
     out: Annotated[Path, typer.Argument(help="File to write (model.pt), or a new folder for an ONNX bundle.")],
     kind: Annotated[str, typer.Option(
         "--format", help="'torch': one file for 'defectlab predict'; 'onnx': a bundle that runs with ONNX Runtime alone.")] = "torch",
 ) -> None:
     """Write a stored model to a file or an ONNX bundle that 'defectlab predict' and 'serve' can use anywhere."""
+    number = model_id(model)
     if kind == "torch":
         from defectlab.prediction.outputs import write_model_file
 
-        write_model_file(open_workspace(), model, out)
-        typer.echo(f"wrote model {model} to {out}")
+        write_model_file(open_workspace(), number, out)
+        typer.echo(f"wrote model {number} to {out}")
         return
     if kind != "onnx":
         raise InvalidInputError(f"--format {kind!r} is not known; use 'torch' or 'onnx'")
     from defectlab.deployment.bundle import SCORE_TOLERANCE, export_bundle
     from defectlab.evaluation.runner import load_stored_model
 
-    artifact, _ = load_stored_model(open_workspace(), model)
-    export_bundle(artifact, out, source={"model_id": model})
-    typer.echo(f"wrote model {model} as an ONNX bundle to {out} (checked: scores within {SCORE_TOLERANCE} of PyTorch)")
+    artifact, _ = load_stored_model(open_workspace(), number)
+    export_bundle(artifact, out, source={"model_id": number})
+    typer.echo(f"wrote model {number} as an ONNX bundle to {out} (checked: scores within {SCORE_TOLERANCE} of PyTorch)")
 
 
 @app.command("demo")

@@ -22,6 +22,8 @@ folders. The first match wins:
 
 from __future__ import annotations
 
+import json
+
 import logging
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -124,12 +126,26 @@ def _detect_file(path: Path) -> str:
     if suffix in (".yaml", ".yml"):
         return "yolo"
     if suffix == ".json":
+        _check_json(path)
         if is_coco_document(load_json(path)):
             return "coco"
         raise InvalidInputError(f"{path.name} has no COCO 'images' list; pass a COCO JSON or a dataset folder")
     raise InvalidInputError(
         f"{path.name} is not a dataset file; pass a folder, a COCO JSON, a YOLO data.yaml or {MANIFEST}"
     )
+
+
+def _check_json(path: Path) -> None:
+    """Raise ``InvalidInputError`` naming the line and column when ``path`` is not readable JSON."""
+    try:
+        json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(
+            f"{path.name} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            "fix the file and import again"
+        ) from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"{path.name} could not be read as UTF-8 text ({error}); check the file") from error
 
 
 def _is_native(root: Path) -> bool:

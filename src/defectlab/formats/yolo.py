@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from defectlab.errors import InvalidInputError
 from defectlab.formats._layout import is_image_file, iter_files, relative_path, split_for_folder
 from defectlab.formats._problems import ProblemLog, Reporter
 from defectlab.formats._shapes import check_normalized_box, check_normalized_polygon
@@ -58,7 +59,7 @@ def find_config(root: Path) -> Path | None:
         if (root / name).is_file():
             return root / name
     for path in sorted(root.glob("*.y*ml")):
-        if "names" in _load_yaml(path, ProblemLog()):
+        if "names" in _yaml_or_empty(path):
             return path
     return None
 
@@ -125,7 +126,7 @@ def _read_config(root: Path, config_path: Path | None, log: ProblemLog) -> YoloC
         return config
 
     rel = relative_path(config_path, root)
-    document = _load_yaml(config_path, log, rel=rel)
+    document = _read_dataset_yaml(config_path, rel)
     config.names = _parse_names(document.get("names"), log.at(rel))
     declared = document.get("nc")
     if isinstance(declared, int) and config.names and declared != len(config.names):
@@ -143,11 +144,46 @@ def _read_config(root: Path, config_path: Path | None, log: ProblemLog) -> YoloC
     return config
 
 
-def _load_yaml(path: Path, log: ProblemLog, *, rel: str | None = None) -> dict[str, Any]:
+def _read_dataset_yaml(path: Path, rel: str) -> dict[str, Any]:
+    """Return the dataset YAML as a mapping.
+
+    Raises:
+        InvalidInputError: The file cannot be read or parsed, or is not a mapping. Class names and
+            splits come from this file, so importing without it would relabel images by class id.
+    """
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        log.error(rel or path.name, f"dataset YAML could not be read ({error}); fix the file")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(
+            f"{rel}: dataset YAML could not be read ({error}). Check the file and import again. Nothing was imported."
+        ) from error
+    except yaml.YAMLError as error:
+        raise InvalidInputError(
+            f"{rel}: dataset YAML is invalid ({_yaml_problem(error)}); fix the file and import again. "
+            "Nothing was imported."
+        ) from error
+    if not isinstance(document, dict):
+        raise InvalidInputError(
+            f"{rel}: dataset YAML is not a mapping of keys such as 'names' and 'train'; fix the file and import "
+            "again. Nothing was imported."
+        )
+    return document
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Return the parser's problem and its line and column in one line."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def _yaml_or_empty(path: Path) -> dict[str, Any]:
+    """Return a YAML file's mapping, or an empty one when it cannot be read or is not a mapping."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return document if isinstance(document, dict) else {}
 
