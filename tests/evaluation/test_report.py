@@ -177,7 +177,7 @@ def test_report_without_loss_or_defects(tmp_path):
     )
     html = path.read_text(encoding="utf-8")
 
-    assert "The test set has no defective images, so no escape could happen." in html
+    assert "There are no defective images among those evaluated, so no escape could happen." in html
     assert "1 of 3 good images were rejected as defective." in html
     assert "Ranking defective against good images needs both kinds." in html
     assert "Training loss" not in html

@@ -243,7 +243,7 @@ def curves(true_is_defect: np.ndarray, scores: np.ndarray) -> Curves:
     if defective in (0, len(is_defect)):
         raise InvalidInputError(
             f"PR and ROC curves need both good and defective images, got {defective} defective "
-            f"of {len(is_defect)}; add images of the missing kind to the test set."
+            f"of {len(is_defect)}; add images of the missing kind to the evaluated split."
         )
 
     precision, recall, pr_thresholds = precision_recall_curve(is_defect, score_array)
@@ -363,9 +363,9 @@ def _count_defect_vs_ok(
 def _undefined_rates(counts: dict[str, Any]) -> dict[str, str]:
     undefined = {}
     if counts["defective"] == 0:
-        undefined["escape_rate"] = "The test set has no defective images, so no escape could happen."
+        undefined["escape_rate"] = "There are no defective images among those evaluated, so no escape could happen."
     if counts["good"] == 0:
-        undefined["overkill_rate"] = "The test set has no good images, so no overkill could happen."
+        undefined["overkill_rate"] = "There are no good images among those evaluated, so no overkill could happen."
     return undefined
 
 
@@ -380,7 +380,7 @@ def _rank_defect_scores(
 
     missing = "defective" if defective == 0 else "good"
     reason = (
-        f"The test set has no {missing} images. Ranking defective against good images "
+        f"There are no {missing} images among those evaluated. Ranking defective against good images "
         "needs both kinds."
     )
     return None, None, {"auroc": reason, "average_precision": reason}

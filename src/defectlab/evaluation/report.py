@@ -206,7 +206,7 @@ def _rate_card(label: str, rate: float | None, detail: str, undefined_reason: st
 
 def _summary(evaluation: Evaluation) -> list[tuple[str, str]]:
     return [
-        ("Test images", str(evaluation.images)),
+        ("Images", str(evaluation.images)),
         ("Defective", str(evaluation.defective)),
         ("Good", str(evaluation.good)),
         ("Accuracy over all classes", _percent(evaluation.accuracy)),
