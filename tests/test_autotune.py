@@ -99,6 +99,23 @@ def test_invalid_override_rejected(overrides, message):
         plan_training(_images(50, "ok") + _images(50, "crack"), "classification", overrides)
 
 
+@pytest.mark.parametrize(("task", "overrides", "name"), [
+    ("classification", {"memory_bank_size": 1000}, "memory_bank_size"),
+    ("classification", {"calibration_fraction": 0.2}, "calibration_fraction"),
+    ("anomaly", {"epochs": 5}, "epochs"),
+    ("anomaly", {"horizontal_flip": True}, "horizontal_flip"),
+])
+def test_setting_unused_by_task_rejected(task, overrides, name):
+    with pytest.raises(InvalidInputError, match=f"'{name}' is not used by {task} models"):
+        plan_training(_images(50, "ok") + _images(50, "crack"), task, overrides)
+
+
+def test_shared_settings_accepted_by_both_tasks():
+    for task in ("classification", "anomaly"):
+        plan = plan_training(_images(50, "ok") + _images(50, "crack"), task, {"seed": 3, "escape_cost": 8.0})
+        assert (plan.seed, plan.escape_cost) == (3, 8.0)
+
+
 def test_unknown_task_rejected():
     with pytest.raises(InvalidInputError, match="task 'segment'"):
         plan_training(_images(5, "ok"), "segment")

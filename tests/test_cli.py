@@ -174,6 +174,9 @@ def test_varied_exposure_is_stretched_and_said(tmp_path: Path) -> None:
     assert printed.count(stretched) == 1
     assert printed.index("Settings chosen from the data:") < printed.index("Chosen while training:")
     assert printed.index("Chosen while training:") < printed.index(stretched)
+    # The input size is announced as a starting point and the chosen one is said after training.
+    assert printed.index("The input size above is a starting point") < printed.index("Chosen while training:")
+    assert printed.index("Chosen while training:") < printed.index("is the size this model uses")
 
     from defectlab.evaluation.runner import evaluate_model, load_stored_model
     from defectlab.workspace import Workspace

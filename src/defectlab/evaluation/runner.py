@@ -18,6 +18,7 @@ from defectlab.evaluation.report import ReportItem, write_report
 from defectlab.formats.records import OK_CLASS, SPLITS
 from defectlab.models.artifact import load_artifact
 from defectlab.prediction.predictor import ANOMALY_LABEL, Prediction, Predictor
+from defectlab.training.autotune import UNUSED_SETTINGS
 from defectlab.workspace import Workspace
 from defectlab.workspace.schema import Snapshot
 
@@ -27,16 +28,6 @@ logger = logging.getLogger(__name__)
 
 REPORTED_ERRORS = 24
 """Worst errors shown as thumbnails in the report."""
-
-_UNUSED_SETTINGS = {
-    "anomaly": {"epochs", "batch_size", "learning_rate", "fine_tune", "fine_tune_blocks", "head", "class_weights",
-                "augmentations"},
-    "classification": {"memory_bank_size", "calibration_fraction"},
-    "segmentation": {"augmentations", "epochs", "batch_size", "learning_rate", "fine_tune", "fine_tune_blocks", "head",
-                     "class_weights", "memory_bank_size", "calibration_fraction"},
-}
-_UNUSED_SETTINGS["detection"] = _UNUSED_SETTINGS["segmentation"]
-"""Plan settings that a task's model does not read, left out of its report."""
 
 
 @dataclass
@@ -158,7 +149,7 @@ def _report(folder: Path, artifact: dict[str, Any], model_id: int, split: str, e
         for i in worst
     ]
     settings = {key: value for key, value in (artifact.get("settings") or {}).items()
-                if key not in _UNUSED_SETTINGS[predictor.task]}
+                if key not in UNUSED_SETTINGS[predictor.task]}
     reasons = settings.pop("reasons", [])
     return write_report(
         folder, title=f"{artifact.get('project', 'project')}: model {model_id} on the {split} split",

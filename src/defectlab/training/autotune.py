@@ -27,6 +27,7 @@ __all__ = [
     "OK_CLASS",
     "SETTING_RANGES",
     "TASKS",
+    "UNUSED_SETTINGS",
     "Augmentations",
     "ImageStats",
     "TrainingPlan",
@@ -61,6 +62,20 @@ SETTING_RANGES: dict[str, tuple[float, float]] = {
     "seed": (0, 2**31 - 1),
 }
 """Inclusive (min, max) of each numeric setting a user may override."""
+
+UNUSED_SETTINGS: dict[str, frozenset[str]] = {
+    "anomaly": frozenset({"epochs", "batch_size", "learning_rate", "fine_tune", "fine_tune_blocks", "head",
+                          "class_weights", "augmentations"}),
+    "classification": frozenset({"memory_bank_size", "calibration_fraction"}),
+    "segmentation": frozenset({"augmentations", "epochs", "batch_size", "learning_rate", "fine_tune",
+                               "fine_tune_blocks", "head", "class_weights", "memory_bank_size", "calibration_fraction"}),
+}
+UNUSED_SETTINGS["detection"] = UNUSED_SETTINGS["segmentation"]
+"""Plan fields that each task's model does not read, which reports leave out.
+
+A classification or anomaly override of one is rejected. Segmentation and
+detection take only the settings listed in ``defectlab.training.run``.
+"""
 
 _INTEGER_SETTINGS = {"input_height", "input_width", "epochs", "batch_size", "fine_tune_blocks", "memory_bank_size", "seed"}
 
@@ -234,6 +249,7 @@ def plan_training(
             "put some images in the train split"
         )
     checked = validate_overrides(overrides or {})
+    _check_used(checked, task)
 
     reasons: list[str] = []
     warnings: list[str] = []
@@ -247,6 +263,17 @@ def plan_training(
 
     plan = _apply_overrides(plan, checked, reasons)
     return replace(plan, reasons=tuple(reasons), warnings=tuple(warnings))
+
+
+def _check_used(overrides: Mapping[str, Any], task: str) -> None:
+    """Raise ``InvalidInputError`` for an override that the task's model would ignore."""
+    augmentation_names = {f.name for f in fields(Augmentations)}
+    unused = sorted(name for name in overrides
+                    if ("augmentations" if name in augmentation_names else name) in UNUSED_SETTINGS[task])
+    if unused:
+        raise InvalidInputError(
+            f"setting {unused[0]!r} is not used by {task} models, so it would have no effect; remove it"
+        )
 
 
 def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -308,9 +308,9 @@ def _can_rank_scales(labeled: list[SnapshotImage]) -> bool:
 
 def _announce_scales(plan: TrainingPlan) -> TrainingPlan:
     sizes = " px, ".join(f"{c.input_size[0]} x {c.input_size[1]}" for c in _scaled_plans(plan))
-    reason = (f"Defective dev images are available, so input sizes {sizes} px are each trained and the one "
-              "that best separates good from defective dev images (AUROC) is kept; coarser input can ignore "
-              "surface texture that finer input mistakes for defects.")
+    reason = (f"The input size above is a starting point. Defective dev images are available, so input sizes "
+              f"{sizes} px are each trained, and the one that best separates good from defective dev images "
+              "(AUROC) is kept. Coarser input can ignore surface texture that finer input mistakes for defects.")
     return replace(plan, reasons=(*plan.reasons, reason))
 
 
