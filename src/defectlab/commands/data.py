@@ -52,8 +52,8 @@ def list_projects(as_json: Annotated[bool, flag("--json", help="Print JSON.")] =
     if not rows:
         typer.echo("no projects yet; create one with 'defectlab project create NAME --task TASK'")
     for row in rows:
-        typer.echo(f"{row['name']}  {row['task']}  {row['images']} images, {row['labeled']} labeled, "
-                   f"{row['models']} models")
+        models = "1 model" if row["models"] == 1 else f"{row['models']} models"
+        typer.echo(f"{row['name']}  {row['task']}  {row['images']} images, {row['labeled']} labeled, {models}")
 
 
 @project_app.command("delete")

@@ -22,7 +22,7 @@ class ProgressBar:
         if message != self.phase:
             self.phase, self.phase_started = message, now
             if not self.interactive:
-                sys.stderr.write(f"{message}...\n")
+                sys.stderr.write(f"{message}{'.' if total and done >= total else '...'}\n")
         if not self.interactive or (now - self.last_draw < 0.1 and done < total):
             return
         self.last_draw = now

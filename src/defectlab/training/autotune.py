@@ -300,7 +300,7 @@ def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 def _check_choice(name: str, value: Any) -> str:
     allowed = _CHOICE_SETTINGS[name]
     if value not in allowed:
-        raise InvalidInputError(f"setting {name!r} is {value!r}, which is invalid; allowed values: {list(allowed)}")
+        raise InvalidInputError(f"setting {name!r} is {value!r}, which is invalid; allowed values: {', '.join(allowed)}")
     return str(value)
 
 
