@@ -47,7 +47,9 @@ def test_segmentation_loop(parts: Path, tmp_path: Path) -> None:
         # The mask and the regions are drawn by the same rule.
         assert np.count_nonzero(prediction.mask) == sum(region["area"] for region in prediction.regions)
     assert json.loads(json.dumps(run.to_dict()))["regions"]["pixels"]["images"] == len(run.predictions)
-    assert (tmp_path / "report" / "report.html").exists()
+    html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Defect regions</h2>" in html
+    assert f"pixel IoU, mean over defect classes: {pixels['mean_defect_iou']:.3f}" in html
     workspace.close()
 
 
@@ -69,6 +71,8 @@ def test_detection_loop_with_size_rule(parts: Path, tmp_path: Path) -> None:
         # No spot can reach 100,000 pixels on a 96 x 96 image, so spots never make an image defective.
         assert all(not box["counts"] for box in prediction.boxes if box["class"] == "spot")
         assert prediction.is_defect == any(box["counts"] for box in prediction.boxes)
+    html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "AP at IoU 0.5 " in html
     workspace.close()
 
 

@@ -77,6 +77,7 @@ def evaluate(
     as_json: Annotated[bool, flag("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Measure a model on one split and write an HTML report."""
+    from defectlab.evaluation.regions import region_lines
     from defectlab.evaluation.runner import evaluate_model
 
     run = evaluate_model(open_workspace(), model_id(model), split=split, report_dir=report)
@@ -85,35 +86,9 @@ def evaluate(
         return
     for line in describe_evaluation(run.evaluation):
         typer.echo(line)
-    for line in describe_regions(run.regions):
+    for line in region_lines(run.regions):
         typer.echo(line)
     typer.echo(f"report: {run.report_path}")
-
-
-def describe_regions(regions: dict | None) -> list[str]:
-    """Return the pixel or box figures of a segmentation or detection evaluation as plain lines."""
-    if regions is None:
-        return []
-    lines = []
-    if "pixels" in regions:
-        pixels = regions["pixels"]
-        mean = pixels["mean_defect_iou"]
-        lines.append("pixel IoU, mean over defect classes: " + ("-" if mean is None else f"{mean:.3f}"))
-        for name, iou in pixels["iou"].items():
-            dice = pixels["dice"][name]
-            if name != "ok" and iou is not None:
-                lines.append(f"  {name:<16} IoU {iou:.3f}  Dice {dice:.3f}")
-    else:
-        lines.append(f"AP at IoU 0.5 {_figure(regions['ap50'])}, at 0.5:0.95 {_figure(regions['ap50_95'])}")
-    for size, row in regions["recall_by_size"].items():
-        count = row.get("defects", row.get("truths"))
-        if count:
-            lines.append(f"  {size:<7} defects found {row['recall']:.1%} of {count}")
-    return lines
-
-
-def _figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def describe_evaluation(evaluation) -> list[str]:  # noqa: ANN001 - an Evaluation

@@ -25,7 +25,7 @@ from defectlab.evaluation.masks import evaluate_masks
 from defectlab.prediction.predictor import Prediction
 from defectlab.workspace.store import BlobStore
 
-__all__ = ["measure_regions", "recall_by_defect_size"]
+__all__ = ["measure_regions", "recall_by_defect_size", "region_lines"]
 
 
 def measure_regions(blobs: BlobStore, artifact: dict[str, Any], images: Sequence[SnapshotImage],
@@ -74,3 +74,27 @@ def _boxes(blobs: BlobStore, artifact: dict[str, Any], images: Sequence[Snapshot
     result = evaluate_boxes(proposed, truths, class_names, threshold=float(artifact["threshold"])).to_dict()
     result.pop("image_level", None)
     return result
+
+
+def region_lines(regions: dict[str, Any] | None) -> list[str]:
+    """Return the pixel or box figures of ``measure_regions`` as plain lines, or none for other tasks."""
+    if regions is None:
+        return []
+    lines = []
+    if "pixels" in regions:
+        pixels = regions["pixels"]
+        lines.append(f"pixel IoU, mean over defect classes: {_figure(pixels['mean_defect_iou'])}")
+        for name, iou in pixels["iou"].items():
+            if name != "ok" and iou is not None:
+                lines.append(f"  {name:<16} IoU {iou:.3f}  Dice {pixels['dice'][name]:.3f}")
+    else:
+        lines.append(f"AP at IoU 0.5 {_figure(regions['ap50'])}, at 0.5:0.95 {_figure(regions['ap50_95'])}")
+    for size, row in regions["recall_by_size"].items():
+        count = row.get("defects", row.get("truths"))
+        if count:
+            lines.append(f"  {size:<7} defects found {row['recall']:.1%} of {count}")
+    return lines
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -88,6 +88,7 @@ def write_report(
     loss_history: Mapping[str, Sequence[float]] | None,
     settings: Mapping[str, Any],
     reasons: Sequence[str],
+    region_figures: Sequence[str] = (),
 ) -> Path:
     """Write ``report.html`` for one evaluation into ``out_dir``.
 
@@ -108,6 +109,8 @@ def write_report(
         settings: Settings the training chose, shown as a table. Values that
             are not str, int, float, bool or None are shown as JSON.
         reasons: Plain-language reasons for those settings, one a line.
+        region_figures: Pixel or box figures of a segmentation or detection
+            model, one a line (``defectlab.evaluation.regions.region_lines``).
 
     Returns:
         Path of the written report.
@@ -130,6 +133,7 @@ def write_report(
         "reasons": list(reasons),
         "errors": [_error_card(item, evaluation.ok_class, heatmap_limits) for item in items],
         "heatmap_scale": _describe_heatmap_limits(heatmap_limits),
+        "region_figures": list(region_figures),
     }
     html = _render(context)
 

@@ -95,7 +95,7 @@ def evaluate_model(workspace: Workspace, model_id: int, *, split: str = "test",
     folder = report_dir or workspace.root / "reports" / f"model-{model_id}-{split}"
     labeled = {index: _labeled_boxes(workspace, chosen[index]) for index in evaluation.error_indices[:REPORTED_ERRORS]}
     report_path = _report(folder, artifact, model_id, split, evaluation, predictor, pixels, true_labels, predictions,
-                          labeled)
+                          labeled, regions)
     recall = _recall_by_class([image.label for image in chosen], predictions)
     _remember(workspace, model_id, split, evaluation)
     logger.info("evaluated model %d on %d %s images; report %s", model_id, len(chosen), split, report_path)
@@ -136,7 +136,10 @@ def _recall_by_class(labels: list[str], predictions: list[Prediction]) -> dict[s
 
 def _report(folder: Path, artifact: dict[str, Any], model_id: int, split: str, evaluation: Evaluation,
             predictor: Predictor, pixels: StoredPixels, true_labels: list[str],
-            predictions: list[Prediction], labeled: dict[int, list[list[float]]]) -> Path:
+            predictions: list[Prediction], labeled: dict[int, list[list[float]]],
+            regions: dict[str, Any] | None = None) -> Path:
+    from defectlab.evaluation.regions import region_lines
+
     worst = evaluation.error_indices[:REPORTED_ERRORS]
     heatmaps: dict[int, np.ndarray | None] = {index: None for index in worst}
     if predictor.task == "anomaly" and worst:
@@ -156,6 +159,7 @@ def _report(folder: Path, artifact: dict[str, Any], model_id: int, split: str, e
         evaluation=evaluation, scores=np.array([p.score for p in predictions]),
         true_is_defect=np.array([label != OK_CLASS for label in true_labels]), items=items,
         loss_history=artifact.get("loss_history"), settings=settings, reasons=reasons,
+        region_figures=region_lines(regions),
     )
 
 
