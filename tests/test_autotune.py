@@ -130,3 +130,13 @@ def test_plan_dict_round_trip():
     plan = plan_training(_images(50, "ok") + _images(5, "crack"), "classification", {"learning_rate": 0.002})
 
     assert TrainingPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_small_images_said_to_be_enlarged():
+    small = plan_training(_images(30, "ok", width=64, height=64) + _images(30, "crack", width=64, height=64),
+                          "classification")
+    large = plan_training(_images(30, "ok") + _images(30, "crack"), "classification")
+
+    assert any("are enlarged to the default square input of 160 x 160 px" in reason for reason in small.reasons)
+    assert not any("enlarged" in reason for reason in large.reasons)
+    assert any("keeps defects of a few pixels visible" in reason for reason in large.reasons)

@@ -345,10 +345,12 @@ def _choose_input_size(images: Sequence[ImageStats], task: str, reasons: list[st
         size_text = f"{min(short_sides)} to {max(long_sides)} px a side"
     if 1 / 1.5 <= aspect <= 1.5:
         side = _CLASSIFICATION_SIDE if task == "classification" else _BASE_SIDE
-        reasons.append(
-            f"Images are {size_text} with a median height/width ratio of {aspect:.2f}, so a square input of "
-            f"{side} x {side} px keeps defects of a few pixels visible and prediction fast."
-        )
+        if max(long_sides) < side:
+            effect = (f"the images are enlarged to the default square input of {side} x {side} px (set "
+                      "input_height and input_width to keep their own size)")
+        else:
+            effect = f"a square input of {side} x {side} px keeps defects of a few pixels visible and prediction fast"
+        reasons.append(f"Images are {size_text} with a median height/width ratio of {aspect:.2f}, so {effect}.")
         return side, side
 
     # Keep the short side at 224 px (or more when the area allows) and follow the aspect ratio.
