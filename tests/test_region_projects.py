@@ -62,6 +62,9 @@ def test_detection_loop_with_size_rule(parts: Path, tmp_path: Path) -> None:
     import_path(workspace, "plates", parts)
     update_entry(workspace, "plates", "spot", author="lead", rule={"min_area": 100_000})
     result = train_project(workspace, "plates", overrides={"epochs": 3})
+    # Six parts of each defect class leave fewer than ten training images with its regions.
+    for name in ("scratch", "spot"):
+        assert any(warning.startswith(f"Class '{name}' has regions on only") for warning in result.plan.warnings)
 
     run = evaluate_model(workspace, result.model_id, split="test", report_dir=tmp_path / "report")
     assert set(run.regions["per_class"]) == {"scratch", "spot"}

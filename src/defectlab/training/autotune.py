@@ -24,6 +24,7 @@ from defectlab.errors import InvalidInputError
 from defectlab.images.prepare import STRETCH_CHOICES
 
 __all__ = [
+    "FEW_EXAMPLES",
     "OK_CLASS",
     "SETTING_RANGES",
     "TASKS",
@@ -94,7 +95,8 @@ _MAX_AREA = 165_000
 _SEARCH_BUDGET = 1.3e9
 _FEATURE_DIM_ANOMALY = 304
 _PATCH_STRIDE_ANOMALY = 16
-_FEW_EXAMPLES = 10
+FEW_EXAMPLES = 10
+"""Training images of a class below which a warning says its results cannot be trusted."""
 
 
 @dataclass(frozen=True)
@@ -418,9 +420,9 @@ def _warn_about_classes(counts: Counter[str], dev_counts: Counter[str], warnings
     for name in sorted(set(dev_counts) - set(counts)):
         warnings.append(f"Class '{name}' has dev images but no training images; the model cannot predict it.")
     for name, count in sorted(counts.items()):
-        if count < _FEW_EXAMPLES:
+        if count < FEW_EXAMPLES:
             warnings.append(
-                f"Class '{name}' has only {count} training image(s); add at least {_FEW_EXAMPLES} "
+                f"Class '{name}' has only {count} training image(s); add at least {FEW_EXAMPLES} "
                 "so that its results can be trusted."
             )
     if counts and max(counts.values()) > 20 * min(counts.values()):

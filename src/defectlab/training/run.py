@@ -25,7 +25,7 @@ from defectlab.errors import InvalidInputError, TrainingError
 from defectlab.formats.records import OK_CLASS
 from defectlab.images.prepare import BRIGHTNESS_SPREAD
 from defectlab.models.artifact import dump_artifact, new_artifact
-from defectlab.training.autotune import ImageStats, TrainingPlan, plan_training
+from defectlab.training.autotune import FEW_EXAMPLES, ImageStats, TrainingPlan, plan_training
 from defectlab.training.curves import EpochCallback, standard_curves
 from defectlab.training.splits import assign_splits
 from defectlab.workspace import Workspace
@@ -155,10 +155,13 @@ def _train_regions(workspace: Workspace, project_name: str, task: str, labeled: 
                         epochs=int(checked.get("epochs", 0)),
                         reasons=(f"A {task} project trains {model_kind} on the frozen pretrained backbone's "
                                  "features, with a light trainable head.",))
+    train = [image for image in labeled if image.split == "train"]
+    plan = replace(plan, warnings=_few_region_warnings(train))
+    for warning in plan.warnings:
+        logger.info("plan warning: %s", warning)
     if on_plan is not None:
         on_plan(plan)
     rules = decision_rules(workspace, project_name)
-    train = [image for image in labeled if image.split == "train"]
     dev = [image for image in labeled if image.split == "dev"]
     fit = fit_segmentation if task == "segmentation" else fit_detection
     fitted, plan = fit(workspace, train, dev, plan, rules, progress, on_epoch)
@@ -167,6 +170,14 @@ def _train_regions(workspace: Workspace, project_name: str, task: str, labeled: 
     logger.info("trained model %d of %s in %.1f s", model_id, project_name, seconds)
     return TrainingResult(model_id, project_name, task, fitted["class_names"], fitted["threshold"], plan,
                           _counts(labeled), seconds, standard_curves(fitted["loss_history"]))
+
+
+def _few_region_warnings(train: list[SnapshotImage]) -> tuple[str, ...]:
+    """Return a warning for each defect class labeled on fewer than ``FEW_EXAMPLES`` training images."""
+    counts = Counter(name for image in train for name in {region["class"] for region in image.regions})
+    return tuple(f"Class '{name}' has regions on only {count} training image(s); add at least {FEW_EXAMPLES} "
+                 "so that its results can be trusted." for name, count in sorted(counts.items())
+                 if count < FEW_EXAMPLES)
 
 
 def _frozen_images(workspace: Workspace, project_name: str) -> tuple[str, list[SnapshotImage]]:
