@@ -176,12 +176,16 @@ class PixelDecoder(nn.Module):
 
     def forward(self, levels: Sequence[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
         """Map the level feature maps to logits ``(N, classes, grid[0], grid[1])``."""
-        total = self.bias.view(1, -1, 1, 1)
+        total = None
         for level, feature_map in enumerate(levels):
             projected = self.project_map(level, feature_map)
             if tuple(projected.shape[-2:]) != tuple(grid):
                 projected = F.interpolate(projected, size=grid, mode="bilinear", align_corners=False)
-            total = total + projected
+            if total is None:
+                total = self.bias.view(1, -1, 1, 1) + projected
+            else:
+                # In place, because on a large tile each new full-grid sum costs more than the addition itself.
+                total.add_(projected)
         return self.classify_sum(total)
 
     def project_map(self, level: int, feature_map: torch.Tensor) -> torch.Tensor:
