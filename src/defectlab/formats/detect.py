@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from defectlab.errors import InvalidInputError, NotFoundError
 from defectlab.formats._layout import is_image_file, iter_files, relative_path
-from defectlab.formats.coco import find_coco_files, is_coco_document, load_json
+from defectlab.formats.coco import find_coco_files, is_coco_document
 from defectlab.formats.masks import MASK_FOLDERS, find_mask_pairs
 from defectlab.formats.mvtec import find_object_folders
 from defectlab.formats.native import MANIFEST
@@ -126,8 +126,7 @@ def _detect_file(path: Path) -> str:
     if suffix in (".yaml", ".yml"):
         return "yolo"
     if suffix == ".json":
-        _check_json(path)
-        if is_coco_document(load_json(path)):
+        if is_coco_document(_read_json(path)):
             return "coco"
         raise InvalidInputError(f"{path.name} has no COCO 'images' list; pass a COCO JSON or a dataset folder")
     raise InvalidInputError(
@@ -135,10 +134,10 @@ def _detect_file(path: Path) -> str:
     )
 
 
-def _check_json(path: Path) -> None:
-    """Raise ``InvalidInputError`` naming the line and column when ``path`` is not readable JSON."""
+def _read_json(path: Path) -> object:
+    """Return the parsed JSON file; raise ``InvalidInputError`` naming the line and column when it is invalid."""
     try:
-        json.loads(path.read_text(encoding="utf-8-sig"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as error:
         raise InvalidInputError(
             f"{path.name} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
