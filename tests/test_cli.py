@@ -117,7 +117,7 @@ def test_predict_reports_unreadable_file_and_goes_on(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "broken.png" in result.stderr
     assert json.loads(result.stdout.strip())["path"] == str(good)
-    # An anomaly model gives heatmaps but no masks, and says so.
+    # An anomaly model gives heatmaps but no masks, and prints a warning about the masks.
     assert len(list((tmp_path / "heatmaps").glob("*.png"))) == 1
     assert "no heatmaps were written" not in result.stderr
     assert "warning: no masks were written because this model gives none" in result.stderr
@@ -174,7 +174,7 @@ def test_varied_exposure_is_stretched_and_said(tmp_path: Path) -> None:
     assert printed.count(stretched) == 1
     assert printed.index("Settings chosen from the data:") < printed.index("Chosen while training:")
     assert printed.index("Chosen while training:") < printed.index(stretched)
-    # The input size is announced as a starting point and the chosen one is said after training.
+    # The first input size is printed as a starting point, and the chosen one after training.
     assert printed.index("The input size above is a starting point") < printed.index("Chosen while training:")
     assert printed.index("Chosen while training:") < printed.index("is the size this model uses")
 

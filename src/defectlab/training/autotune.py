@@ -96,7 +96,7 @@ _SEARCH_BUDGET = 1.3e9
 _FEATURE_DIM_ANOMALY = 304
 _PATCH_STRIDE_ANOMALY = 16
 FEW_EXAMPLES = 10
-"""Training images of a class below which a warning says its results cannot be trusted."""
+"""Training images of a class below which a plan warning calls its results untrustworthy."""
 
 
 @dataclass(frozen=True)
