@@ -175,9 +175,12 @@ def _train_regions(workspace: Workspace, project_name: str, task: str, labeled: 
 def _few_region_warnings(train: list[SnapshotImage]) -> tuple[str, ...]:
     """Return a warning for each defect class labeled on fewer than ``FEW_EXAMPLES`` training images."""
     counts = Counter(name for image in train for name in {region["class"] for region in image.regions})
-    return tuple(f"Class '{name}' has regions on only {count} training image(s); add at least {FEW_EXAMPLES} "
-                 "so that its results can be trusted." for name, count in sorted(counts.items())
-                 if count < FEW_EXAMPLES)
+    warnings = []
+    for name, count in sorted(counts.items()):
+        if count < FEW_EXAMPLES:
+            warnings.append(f"Class '{name}' has regions on only {count} training image(s); add at least "
+                            f"{FEW_EXAMPLES} so that its results can be trusted.")
+    return tuple(warnings)
 
 
 def _frozen_images(workspace: Workspace, project_name: str) -> tuple[str, list[SnapshotImage]]:
